@@ -1,0 +1,1 @@
+"""The ``alphagrpo`` command line: one entry point for serving, benchmarks and demos (see ``cli.py``)."""

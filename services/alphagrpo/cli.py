@@ -1,0 +1,96 @@
+"""``alphagrpo``: the one command line of the stack. Subcommands import their service lazily.
+
+    alphagrpo serve decomposer            # settings from DECOMPOSER_* environment variables
+    alphagrpo decompose "a photo of two red apples"
+    alphagrpo bench decomposer --json     # last line: one JSON object
+    alphagrpo demo                        # the embedded-default demo (see README)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="AlphaGRPO: DVReward services and GRPO training.", no_args_is_help=True)
+serve_app = typer.Typer(help="Run a service.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON object as its last line with --json.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+app.add_typer(bench_app, name="bench")
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@serve_app.command("decomposer")
+def serve_decomposer(
+    host: Annotated[str | None, typer.Option(help="overrides DECOMPOSER_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides DECOMPOSER_PORT")] = None,
+    backend: Annotated[str | None, typer.Option(help="rules | openai | hf (overrides DECOMPOSER_BACKEND)")] = None,
+) -> None:
+    """Serve the decomposer (POST /v1/decompose)."""
+    import uvicorn
+
+    for name, value in (("HOST", host), ("PORT", port), ("BACKEND", backend)):
+        if value is not None:
+            os.environ[f"DECOMPOSER_{name}"] = str(value)
+    from decomposer.settings import get_settings
+
+    s = get_settings()
+    _logging(s.log_level)
+    uvicorn.run("decomposer.app:create_app", factory=True, host=s.host, port=s.port, workers=s.workers,
+                log_level=s.log_level, access_log=False)  # fmt: skip
+
+
+@app.command()
+def decompose(prompts: list[str], backend: str = "rules") -> None:
+    """Decompose prompts in-process (no server) and print the decompositions as JSON."""
+    import asyncio
+
+    from decomposer.app import build_cache
+    from decomposer.backends import build_backend
+    from decomposer.metrics import DecomposerMetrics
+    from decomposer.service import DecomposerService
+    from decomposer.settings import DecomposerSettings
+
+    settings = DecomposerSettings(backend=backend)
+    metrics = DecomposerMetrics()
+    svc = DecomposerService(build_backend(settings), build_cache(settings, metrics), metrics)
+    results = asyncio.run(svc.decompose(prompts))
+    typer.echo(json.dumps([r.model_dump(mode="json", exclude_none=True) for r in results], indent=2))
+
+
+@bench_app.command("decomposer")
+def bench_decomposer(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    redis_url: Annotated[str | None, typer.Option(help="Redis to use; default: start a private redis-server")] = None,
+    skip_dsg: Annotated[bool, typer.Option(help="skip the DSG-1k recall (needs the MiniLM model)")] = False,
+) -> None:
+    """GenEval atom coverage, cache latency, single-flight, Redis outage, DSG-1k recall, CompBench parse rate."""
+    from benchmarks.decomposer import run
+
+    _logging("warning")
+    figures = run(redis_url=redis_url, skip_dsg=skip_dsg)
+    if not json_out:
+        for k, v in figures.items():
+            typer.echo(f"{k:32s} {v}")
+    typer.echo(json.dumps(figures))
+
+
+@app.command()
+def demo(
+    prompt: Annotated[str, typer.Option(help="the prompt to decompose")] = "a photo of two red apples to the left of a blue cup",
+) -> None:
+    """Start the decomposer on its embedded default (rules backend) and decompose an example prompt over HTTP."""
+    from alphagrpo.demo import run_demo
+
+    _logging("warning")
+    run_demo(prompt)
+
+
+if __name__ == "__main__":
+    app()

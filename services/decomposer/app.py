@@ -1,0 +1,61 @@
+"""The decomposer FastAPI app: ``create_app(settings)`` builds backend, cache, service and routes.
+
+Run it with ``alphagrpo serve decomposer`` (settings from ``DECOMPOSER_*``), or in tests with
+``create_app(DecomposerSettings(...))`` and any ASGI client.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from serving.http import install
+
+from decomposer.api import router
+from decomposer.backends import build_backend
+from decomposer.cache import DecompositionCache, LocalCache, RedisCache
+from decomposer.metrics import DecomposerMetrics
+from decomposer.service import DecomposerService
+from decomposer.settings import DecomposerSettings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def build_cache(settings: DecomposerSettings, metrics: DecomposerMetrics) -> DecompositionCache:
+    if settings.redis_url:
+        return RedisCache(
+            settings.redis_url, settings.cache_ttl_s, metrics, timeout_s=settings.redis_timeout_s,
+            retry_after_s=settings.redis_retry_after_s, lock_s=settings.singleflight_lock_s,
+        )  # fmt: skip
+    log.info("no DECOMPOSER_REDIS_URL: using an in-process LRU of %d entries", settings.lru_size)
+    return LocalCache(settings.lru_size, settings.cache_ttl_s)
+
+
+def create_app(settings: DecomposerSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = DecomposerMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        backend = build_backend(settings, metrics)
+        cache = build_cache(settings, metrics)
+        app.state.service = DecomposerService(backend, cache, metrics, follow_timeout_s=settings.singleflight_wait_s)
+        log.info("decomposer ready: backend=%s model=%s", backend.name, backend.model)
+        yield
+        await app.state.service.aclose()
+
+    app = FastAPI(
+        title="alphagrpo decomposer",
+        version="0.1.0",
+        description="Prompts to atomic, verifiable yes/no questions (DVReward), cached in Redis.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    install(app, service="decomposer", registry=metrics.registry, api_key=lambda: key,
+            max_body_bytes=lambda: settings.max_body_bytes, request_seconds=metrics.request_seconds)  # fmt: skip
+    app.include_router(router)
+    return app

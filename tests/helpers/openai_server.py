@@ -1,0 +1,136 @@
+"""A small OpenAI-compatible chat server for tests, backed by a real tiny transformers model.
+
+It does what ``transformers serve`` does not (see shared notes): honours ``response_format``
+(``json_schema`` through lm-format-enforcer constrained decoding, ``json_object`` through the same with an
+open schema) and returns real per-token ``logprobs`` / ``top_logprobs`` computed from the model's scores.
+Every response is validated against the ``openai`` package's own ``ChatCompletion`` type before it is
+sent, so what clients see has vLLM's/SGLang's shape. Requests are kept in ``app.state.requests`` so a test
+can check what a client sent. Runs in a thread under uvicorn on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import torch
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ConfigDict
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+
+
+def create_app(model_path: str, max_top_logprobs: int = 20) -> FastAPI:
+    from decomposer.backends.hf import _import_enforcer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    lm = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    parser_cls, tok_data, build_fn = _import_enforcer()
+    enforcer_data = tok_data(tok)
+    lock = threading.Lock()
+    app = FastAPI()
+    app.state.requests = []
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": model_path, "object": "model", "created": 0, "owned_by": "test"}]}
+
+    @app.post("/v1/chat/completions")
+    def chat(req: ChatRequest) -> dict:
+        app.state.requests.append(req.model_dump())
+        if req.top_logprobs is not None and req.top_logprobs > max_top_logprobs:
+            raise HTTPException(400, f"top_logprobs must be <= {max_top_logprobs}")
+        ids = tok.apply_chat_template(req.messages, add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True)["input_ids"]  # fmt: skip
+        kwargs: dict[str, Any] = {}
+        fmt = req.response_format or {}
+        if fmt.get("type") == "json_schema":
+            kwargs["prefix_allowed_tokens_fn"] = build_fn(enforcer_data, parser_cls(fmt["json_schema"]["schema"]))
+        elif fmt.get("type") == "json_object":
+            kwargs["prefix_allowed_tokens_fn"] = build_fn(enforcer_data, parser_cls(None))
+        greedy = req.temperature == 0
+        if req.seed is not None:
+            torch.manual_seed(req.seed)
+        with lock, torch.inference_mode():
+            out = lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=req.max_tokens or 256,
+                              do_sample=not greedy, temperature=None if greedy else req.temperature,
+                              return_dict_in_generate=True, output_logits=True, pad_token_id=tok.pad_token_id,
+                              **kwargs)  # fmt: skip
+        new = out.sequences[0, ids.shape[1] :].tolist()
+        finish = "stop" if new and new[-1] == tok.eos_token_id else "length"
+        content_ids = new[:-1] if finish == "stop" else new
+        message = {"role": "assistant", "content": tok.decode(content_ids, skip_special_tokens=True)}
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+        if req.logprobs:
+            choice["logprobs"] = {"content": _logprobs(tok, out.logits, content_ids, req.top_logprobs or 0)}
+        body = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": req.model or model_path, "choices": [choice],
+            "usage": {"prompt_tokens": ids.shape[1], "completion_tokens": len(new), "total_tokens": ids.shape[1] + len(new)},
+        }  # fmt: skip
+        ChatCompletion.model_validate(body)  # the shape clients of vLLM/SGLang expect, or a 500 here
+        return body
+
+    return app
+
+
+def _logprobs(tok, scores, token_ids: list[int], top: int) -> list[dict]:
+    """Real log-probs of the raw next-token distribution (before any constraint mask) per emitted token."""
+    entries = []
+    for step, token_id in enumerate(token_ids):
+        logp = torch.log_softmax(scores[step][0].float(), dim=-1)
+        tops = torch.topk(logp, top).indices.tolist() if top else []
+        piece = tok.decode([token_id])
+
+        def item(t: int) -> dict:
+            s = tok.decode([t])
+            return {"token": s, "logprob": float(logp[t]), "bytes": list(s.encode())}
+
+        entries.append({"token": piece, "logprob": float(logp[token_id]), "bytes": list(piece.encode()),
+                        "top_logprobs": [item(t) for t in tops]})  # fmt: skip
+    return entries
+
+
+class ThreadedServer:
+    """Run an ASGI app under uvicorn in a background thread on a free port (``with`` block)."""
+
+    def __init__(self, app: FastAPI, port: int):
+        self.port = port
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
