@@ -15,6 +15,7 @@ from serving.http import install
 
 from decomposer.api import router
 from decomposer.backends import build_backend
+from decomposer.backends.base import DecomposerBackend
 from decomposer.cache import DecompositionCache, LocalCache, RedisCache
 from decomposer.metrics import DecomposerMetrics
 from decomposer.service import DecomposerService
@@ -33,16 +34,17 @@ def build_cache(settings: DecomposerSettings, metrics: DecomposerMetrics) -> Dec
     return LocalCache(settings.lru_size, settings.cache_ttl_s)
 
 
-def create_app(settings: DecomposerSettings | None = None) -> FastAPI:
+def create_app(settings: DecomposerSettings | None = None, backend: DecomposerBackend | None = None) -> FastAPI:
+    """The app; ``backend`` replaces the one the settings name (tests and benchmarks wrap backends)."""
     settings = settings or get_settings()
     metrics = DecomposerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        backend = build_backend(settings, metrics)
+        chosen = backend or build_backend(settings, metrics)
         cache = build_cache(settings, metrics)
-        app.state.service = DecomposerService(backend, cache, metrics, follow_timeout_s=settings.singleflight_wait_s)
-        log.info("decomposer ready: backend=%s model=%s", backend.name, backend.model)
+        app.state.service = DecomposerService(chosen, cache, metrics, follow_timeout_s=settings.singleflight_wait_s)
+        log.info("decomposer ready: backend=%s model=%s", chosen.name, chosen.model)
         yield
         await app.state.service.aclose()
 

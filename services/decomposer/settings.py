@@ -58,7 +58,9 @@ class DecomposerSettings(BaseSettings):
     # hf backend.
     hf_model_path: str | None = Field(None, description="local folder of a transformers causal LM")
     hf_max_new_tokens: int = Field(768, ge=8)
-    hf_constrained: bool = Field(True, description="JSON-schema constrained decoding (lm-format-enforcer)")
+    hf_constrained: bool = Field(
+        False, description="JSON-schema constrained decoding (lm-format-enforcer); see the backend docstring"
+    )
     hf_device: str = Field("cpu")
 
     @model_validator(mode="after")

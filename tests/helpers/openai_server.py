@@ -5,7 +5,7 @@ It does what ``transformers serve`` does not (see shared notes): honours ``respo
 open schema) and returns real per-token ``logprobs`` / ``top_logprobs`` computed from the model's scores.
 Every response is validated against the ``openai`` package's own ``ChatCompletion`` type before it is
 sent, so what clients see has vLLM's/SGLang's shape. Requests are kept in ``app.state.requests`` so a test
-can check what a client sent. Runs in a thread under uvicorn on a free loopback port.
+can check what a client sent. Run it with ``serving.launch.ThreadedServer`` on a free loopback port.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 import torch
-import uvicorn
 from fastapi import FastAPI, HTTPException
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict
@@ -110,27 +109,3 @@ def _logprobs(tok, scores, token_ids: list[int], top: int) -> list[dict]:
     return entries
 
 
-class ThreadedServer:
-    """Run an ASGI app under uvicorn in a background thread on a free port (``with`` block)."""
-
-    def __init__(self, app: FastAPI, port: int):
-        self.port = port
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)

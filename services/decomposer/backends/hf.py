@@ -1,10 +1,13 @@
 """The ``hf`` backend: a local transformers causal LM with the same prompts and parser as ``openai``.
 
-Decoding is greedy; with ``hf_constrained`` the answer is forced to match the JSON schema by
-lm-format-enforcer (its transformers integration imports a module that transformers 5 renamed; we alias
-it before importing, see ``_import_enforcer``). Generation stops as soon as the JSON object is complete.
-Prompts are decoded one at a time on a worker thread (the model is not shared between threads); this is
-the path for small in-domain models, large ones belong on a vLLM server behind the ``openai`` backend.
+Decoding is greedy and stops as soon as the answer is one complete JSON object. ``hf_constrained``
+(default off) forces the answer to match the JSON schema with lm-format-enforcer (whose transformers
+integration imports a module that transformers 5 renamed; ``_import_enforcer`` aliases it). Finding: on
+our tiny in-domain models the constraint guarantees the shape but degrades the text, because the tokens
+the model learned (``?",`` and similar merges across JSON syntax) are not always allowed, pushing it off
+its distribution; parse-and-repair on free decoding worked better there. Large models are better served
+by vLLM's own guided decoding behind the ``openai`` backend.
+Prompts are decoded one at a time on a worker thread (the model is not shared between threads).
 """
 
 from __future__ import annotations
