@@ -46,6 +46,27 @@ def serve_decomposer(
                 log_level=s.log_level, access_log=False)  # fmt: skip
 
 
+@serve_app.command("verifier")
+def serve_verifier(
+    host: Annotated[str | None, typer.Option(help="overrides VERIFIER_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides VERIFIER_PORT")] = None,
+    backend: Annotated[str | None, typer.Option(help="hf | openai (overrides VERIFIER_BACKEND)")] = None,
+) -> None:
+    """Serve the verifier (POST /v1/verify and /v1/reward)."""
+    import uvicorn
+
+    for name, value in (("HOST", host), ("PORT", port), ("BACKEND", backend)):
+        if value is not None:
+            os.environ[f"VERIFIER_{name}"] = str(value)
+    from verifier.settings import get_settings
+
+    s = get_settings()
+    _logging(s.log_level)
+    # one process: the model and the dynamic batcher live in it (scale out with replicas, not workers)
+    uvicorn.run("verifier.app:create_app", factory=True, host=s.host, port=s.port, log_level=s.log_level,
+                access_log=False)  # fmt: skip
+
+
 @app.command()
 def decompose(prompts: list[str], backend: str = "rules") -> None:
     """Decompose prompts in-process (no server) and print the decompositions as JSON."""
@@ -75,6 +96,22 @@ def bench_decomposer(
 
     _logging("warning")
     figures = run(redis_url=redis_url, skip_dsg=skip_dsg)
+    if not json_out:
+        for k, v in figures.items():
+            typer.echo(f"{k:32s} {v}")
+    typer.echo(json.dumps(figures))
+
+
+@bench_app.command("verifier")
+def bench_verifier(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    repeats: Annotated[int, typer.Option(help="timing repeats per measurement (median is reported)")] = 5,
+) -> None:
+    """Shared-prefix speed-up, cost of 8 questions vs 1, HTTP batching speed-up, shared vs separate equivalence."""
+    from benchmarks.verifier import run
+
+    _logging("warning")
+    figures = run(repeats=repeats)
     if not json_out:
         for k, v in figures.items():
             typer.echo(f"{k:32s} {v}")

@@ -81,6 +81,15 @@ def start_decomposer(port: int | None = None, env: dict[str, str] | None = None,
     return ServerProcess(alphagrpo_cmd("serve", "decomposer"), health_url=url + "/health", env=env, **kw), url
 
 
+def start_verifier(port: int | None = None, env: dict[str, str] | None = None, **kw) -> tuple[ServerProcess, str]:
+    port = port or free_port()
+    env = {"VERIFIER_HOST": "127.0.0.1", "VERIFIER_PORT": str(port), "VERIFIER_LOG_LEVEL": "warning",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    url = f"http://127.0.0.1:{port}"
+    kw.setdefault("timeout_s", 180.0)  # the model loads after start-up; /health turns 200 when it is ready
+    return ServerProcess(alphagrpo_cmd("serve", "verifier"), health_url=url + "/health", env=env, **kw), url
+
+
 class RedisServer:
     """A private ``redis-server`` on a free port (for tests that stop Redis, and for benchmarks)."""
 
