@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 SHIPPED = REPO_MODELS / "shapes-verifier"
-PLACEHOLDER = "tiny-random-qwen2-vl"
+PLACEHOLDER = "tiny-random-qwen2-vl-v2"  # bump when the builder changes: the cache is keyed on it
 
 
 def cache_dir() -> Path:

@@ -22,6 +22,7 @@ MIN_MASS = 1e-12  # below this the two masses carry no information
 REASON_NO_MASS = "no_yes_no_mass"
 REASON_NOT_IN_TOP = "yes_no_not_in_top_logprobs"
 REASON_BAD_RESPONSE = "bad_server_response"
+REASON_NO_LOGPROBS = "server_returned_no_logprobs"
 REASON_BACKEND = "backend_error"
 REASON_TIMEOUT = "timeout"
 

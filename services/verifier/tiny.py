@@ -42,13 +42,22 @@ def chat_template(family: str) -> str:
 
 
 def default_corpus() -> list[str]:
-    words = ("Is there a red blue green yellow circle square triangle star to the left of right above below "
-             "exactly two three four fewer than Are the image sharp free of blur shapes complete Yes No yes no "
-             "You are a strict visual auditor answer only with yes or no")  # fmt: skip
-    return [words] * 4
+    """English of the kind verifier prompts contain, so a question takes about a dozen tokens."""
+    lines = [
+        "You are a strict visual auditor. Look at the image and answer the question about it with a single word, "
+        "yes or no. If the thing the question asks about is not in the image, the answer is no.",
+        "Is there a red circle? Are there exactly two blue squares? Are there fewer than three green triangles?",
+        "Is the yellow star to the left of the purple circle? Is the orange square to the right of the white star?",
+        "Is the large pink circle above the small brown square? Is the gray triangle below the black star?",
+        "Are the shapes and proportions of the objects correct and undistorted? Is the image sharp and free of blur?",
+        "Is every object complete, with no broken, fragmented or merged parts? Are the colours and surfaces clean, "
+        "without noise or smeared patches? Does the image match the prompt? Is there a cat, a dog, a cup, a apple?",
+        "Yes No yes no one two three four five six seven eight nine ten picture scene shape shapes object objects",
+    ]
+    return lines * 8
 
 
-def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 600):
+def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 1000):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -157,4 +166,8 @@ def build_tiny_vlm(path: str | Path, family: str = "qwen2_vl", *, seed: int = 0,
     tok.save_pretrained(path)
     (path / "preprocessor_config.json").write_text(json.dumps(proc_cfg, indent=2))
     (path / "verifier_family.json").write_text(json.dumps({"family": family, "image_size": image_size}))
+    if not family.startswith("qwen"):  # a real processor config, so AutoProcessor (and `transformers serve`) load it
+        from verifier.processors import load_processor
+
+        load_processor(path).save_pretrained(path)
     return path

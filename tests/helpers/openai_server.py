@@ -34,11 +34,52 @@ class ChatRequest(BaseModel):
     seed: int | None = None
 
 
+def _is_vlm(model_path: str) -> bool:
+    import json
+    from pathlib import Path
+
+    return "vision_config" in json.loads((Path(model_path) / "config.json").read_text())
+
+
+def _vlm_inputs(processor, messages: list[dict]) -> dict:
+    """OpenAI messages with image_url data URIs -> processor inputs (images decoded, never fetched)."""
+    from verifier.images import decode_image
+
+    images, converted = [], []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part["type"] == "image_url":
+                    url = part["image_url"]["url"]
+                    if not url.startswith("data:"):
+                        raise HTTPException(400, "only data: image URLs are accepted")
+                    images.append(decode_image(url, "image_url", max_pixels=4096 * 4096)[0])
+                    parts.append({"type": "image"})
+                else:
+                    parts.append(part)
+            content = parts
+        converted.append({"role": m["role"], "content": content})
+    text = processor.apply_chat_template(converted, add_generation_prompt=True, tokenize=False)
+    return dict(processor(text=[text], images=images or None, return_tensors="pt"))
+
+
 def create_app(model_path: str, max_top_logprobs: int = 20) -> FastAPI:
     from decomposer.backends.hf import _import_enforcer
 
-    tok = AutoTokenizer.from_pretrained(model_path)
-    lm = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    vlm = _is_vlm(model_path)
+    if vlm:
+        from transformers import AutoModelForImageTextToText
+
+        from verifier.processors import load_processor
+
+        processor = load_processor(model_path)
+        tok = processor.tokenizer
+        lm = AutoModelForImageTextToText.from_pretrained(model_path).eval()
+    else:
+        tok = AutoTokenizer.from_pretrained(model_path)
+        lm = AutoModelForCausalLM.from_pretrained(model_path).eval()
     parser_cls, tok_data, build_fn = _import_enforcer()
     enforcer_data = tok_data(tok)
     lock = threading.Lock()
@@ -58,9 +99,13 @@ def create_app(model_path: str, max_top_logprobs: int = 20) -> FastAPI:
         app.state.requests.append(req.model_dump())
         if req.top_logprobs is not None and req.top_logprobs > max_top_logprobs:
             raise HTTPException(400, f"top_logprobs must be <= {max_top_logprobs}")
-        ids = tok.apply_chat_template(req.messages, add_generation_prompt=True, return_tensors="pt",
-                                      return_dict=True)["input_ids"]  # fmt: skip
-        kwargs: dict[str, Any] = {}
+        if vlm:
+            inputs = _vlm_inputs(processor, req.messages)
+        else:
+            inputs = dict(tok.apply_chat_template(req.messages, add_generation_prompt=True, return_tensors="pt",
+                                                  return_dict=True))  # fmt: skip
+        ids = inputs["input_ids"]
+        kwargs: dict[str, Any] = {k: v for k, v in inputs.items() if k != "input_ids"}
         fmt = req.response_format or {}
         if fmt.get("type") == "json_schema":
             kwargs["prefix_allowed_tokens_fn"] = build_fn(enforcer_data, parser_cls(fmt["json_schema"]["schema"]))
@@ -70,7 +115,7 @@ def create_app(model_path: str, max_top_logprobs: int = 20) -> FastAPI:
         if req.seed is not None:
             torch.manual_seed(req.seed)
         with lock, torch.inference_mode():
-            out = lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=req.max_tokens or 256,
+            out = lm.generate(ids, max_new_tokens=req.max_tokens or 256,
                               do_sample=not greedy, temperature=None if greedy else req.temperature,
                               return_dict_in_generate=True, output_logits=True, pad_token_id=tok.pad_token_id,
                               **kwargs)  # fmt: skip

@@ -64,12 +64,30 @@ class HFVerifier(VerifierBackend):
         self._special = sorted({t for t in self.tokenizer.all_special_tokens} | set(self.tokenizer.get_added_vocab()),
                                key=len, reverse=True)  # fmt: skip
         self._lock = threading.Lock()
+        self._template = self._cache_template()
         card = path / "verifier_card.json"
         self.card = json.loads(card.read_text()) if card.exists() else {}
         log.info("hf verifier %s (%s): %d yes / %d no token ids", self.model, self.family, len(yes), len(no))
 
     # ---- text ---------------------------------------------------------------------------------
+    _MARK = "QQQ-question-marker-QQQ"
+
+    def _cache_template(self) -> tuple[str, str, int] | None:
+        """(text before the question, text after it, cut point) when the chat template inserts the question
+        verbatim, so rendering a question is two string joins instead of a Jinja run; else None."""
+        before, _, after = self._render_template(self._MARK).partition(self._MARK)
+        probe = "Is there a red circle?"
+        if not after and not before or self._render_template(probe) != before + probe + after:
+            return None
+        prefix, _ = self.split([before + probe + after, before + after])
+        return before, after, len(prefix)
+
     def render(self, question: str) -> str:
+        if self._template is not None:
+            return self._template[0] + question + self._template[1]
+        return self._render_template(question)
+
+    def _render_template(self, question: str) -> str:
         messages = [
             {"role": "system", "content": self.system_prompt},
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
@@ -138,19 +156,27 @@ class HFVerifier(VerifierBackend):
         for i, it in enumerate(items):
             groups.setdefault(tuple(it.image.size), []).append(i)
         for idx in groups.values():
-            rendered = [[self.render(t) for _, t in items[i].questions] for i in idx]
-            prefix, _ = self.split([r for rs in rendered for r in rs] + [self.render("")])
+            if self._template is not None:  # fast path: the prefix is fixed, suffixes are string joins
+                before, after, cut = self._template
+                prefix = before[:cut]
+                suffix_texts = [before[cut:] + t + after for i in idx for _, t in items[i].questions]
+            else:
+                rendered = [self.render(t) for i in idx for _, t in items[i].questions]
+                prefix, suffix_texts = self.split(rendered + [self.render("")])
+                suffix_texts = suffix_texts[:-1]
             enc = self._inputs([prefix] * len(idx), [items[i].image for i in idx])
             with torch.inference_mode():
                 out = self.lm(**enc, use_cache=True, logits_to_keep=1)
             cache = [(layer.keys, layer.values) for layer in out.cache.layers]
             deltas = getattr(self.lm.model, "rope_deltas", None) if self.family in QWEN_FAMILIES else None
             deltas = deltas.view(-1).cpu() if deltas is not None else None
+            suffix_ids = self.tokenizer(suffix_texts, add_special_tokens=False)["input_ids"] if suffix_texts else []
             pairs = []  # (group row, item index, question id, suffix token ids)
-            for row, (i, rs) in enumerate(zip(idx, rendered)):
-                for (qid, _), text in zip(items[i].questions, rs):
-                    suffix = self.tokenizer(text[len(prefix) :], add_special_tokens=False)["input_ids"]
-                    pairs.append((row, i, qid, suffix))
+            k = 0
+            for row, i in enumerate(idx):
+                for qid, _ in items[i].questions:
+                    pairs.append((row, i, qid, suffix_ids[k]))
+                    k += 1
             for start in range(0, len(pairs), self.max_pairs):
                 chunk = pairs[start : start + self.max_pairs]
                 rows = torch.tensor([p[0] for p in chunk])

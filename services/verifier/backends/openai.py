@@ -21,7 +21,7 @@ from dvreward.schemas import QuestionScore
 from verifier.backends.base import ScoreItem, VerifierBackend
 from verifier.backends.hf import SYSTEM_PROMPT
 from verifier.images import data_uri
-from verifier.scoring import REASON_BACKEND, REASON_BAD_RESPONSE, failed, score_from_top_logprobs
+from verifier.scoring import REASON_BACKEND, REASON_BAD_RESPONSE, REASON_NO_LOGPROBS, failed, score_from_top_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,10 @@ class OpenAIVerifier(VerifierBackend):
                 log.warning("verifier server unreachable: %s", e)
                 return failed(qid, REASON_BACKEND)
         try:
-            content = r.json()["choices"][0]["logprobs"]["content"]
-            top = content[0]["top_logprobs"] if content else []
+            logprobs = r.json()["choices"][0].get("logprobs")
+            if not logprobs or not logprobs.get("content"):  # e.g. `transformers serve` drops logprobs
+                return failed(qid, REASON_NO_LOGPROBS)
+            top = logprobs["content"][0]["top_logprobs"]
             return score_from_top_logprobs(qid, [(t["token"], t["logprob"]) for t in top])
         except (ValueError, KeyError, IndexError, TypeError):
             return failed(qid, REASON_BAD_RESPONSE)
