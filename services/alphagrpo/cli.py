@@ -120,13 +120,16 @@ def bench_verifier(
 
 @app.command()
 def demo(
-    prompt: Annotated[str, typer.Option(help="the prompt to decompose")] = "a photo of two red apples to the left of a blue cup",
+    prompt: Annotated[str, typer.Option(help="the prompt")] = "a red circle to the left of a blue square",
+    image: Annotated[str | None, typer.Option(help="a PNG/JPEG/WebP to score (default: docs/example.png)")] = None,
 ) -> None:
-    """Start the decomposer on its embedded default (rules backend) and decompose an example prompt over HTTP."""
+    """Start the decomposer and the verifier on their embedded defaults and score an image with DVReward."""
+    from pathlib import Path
+
     from alphagrpo.demo import run_demo
 
     _logging("warning")
-    run_demo(prompt)
+    run_demo(prompt, Path(image) if image else None)
 
 
 if __name__ == "__main__":
