@@ -19,7 +19,9 @@ app = typer.Typer(help="AlphaGRPO: DVReward services and GRPO training.", no_arg
 serve_app = typer.Typer(help="Run a service.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks; each prints one JSON object as its last line with --json.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
+shapes_app = typer.Typer(help="ShapesWorld: the miniature world with exact ground truth.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(shapes_app, name="shapes")
 
 
 def _logging(level: str) -> None:
@@ -116,6 +118,33 @@ def bench_verifier(
         for k, v in figures.items():
             typer.echo(f"{k:32s} {v}")
     typer.echo(json.dumps(figures))
+
+
+@shapes_app.command("oracle-selftest")
+def shapes_oracle_selftest(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    n: Annotated[int, typer.Option(help="scenes per measurement")] = 1000,
+    seed: int = 0,
+) -> None:
+    """The oracle's accuracy on clean renders (64 and 32 px) and under each degradation."""
+    from shapesworld.evaluation import oracle_selftest
+
+    figures = oracle_selftest(n, seed)
+    if not json_out:
+        for k, v in figures.items():
+            typer.echo(f"{k:32s} {v}")
+    typer.echo(json.dumps(figures))
+
+
+@shapes_app.command("export-lexicon")
+def shapes_export_lexicon(path: str = "configs/shapesworld-lexicon.json") -> None:
+    """Write the world's knowledge base as a rules-decomposer lexicon (DECOMPOSER_RULES_LEXICON)."""
+    from pathlib import Path
+
+    from shapesworld.prompts import lexicon_extension
+
+    Path(path).write_text(json.dumps(lexicon_extension(), indent=1) + "\n")
+    typer.echo(f"wrote {path}")
 
 
 @app.command()
