@@ -136,6 +136,44 @@ def shapes_oracle_selftest(
     typer.echo(json.dumps(figures))
 
 
+@shapes_app.command("train-verifier")
+def shapes_train_verifier(
+    minutes: Annotated[float, typer.Option(help="training wall-time budget, evaluation excluded")] = 60.0,
+    seed: Annotated[int, typer.Option(help="seeds init, data and order")] = 0,
+    run_dir: Annotated[str, typer.Option(help="checkpoints and log.jsonl")] = "runs/shapes-verifier",
+    out: Annotated[str, typer.Option(help="where the finished model folder goes")] = "models/shapes-verifier",
+    resume: Annotated[bool, typer.Option(help="continue from run_dir/checkpoint")] = False,
+    batch: int = 64,
+    lr: float = 1.5e-3,
+) -> None:
+    """Train the ShapesWorld verifier (a Qwen2-VL from scratch) on CPU; seeded, resumable, with a progress bar."""
+    from pathlib import Path
+
+    from shapesworld.verifier_recipe import RecipeConfig, train
+
+    cfg = RecipeConfig(seed=seed, minutes=minutes, batch=batch, lr=lr)
+    result = train(cfg, Path(run_dir), Path(out), resume=resume)
+    typer.echo(json.dumps(result))
+
+
+@shapes_app.command("eval-verifier")
+def shapes_eval_verifier(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    model: Annotated[str | None, typer.Option(help="model folder (default: the verifier's embedded default)")] = None,
+    n: Annotated[int, typer.Option(help="semantic questions (quality and holistic get n/3 each)")] = 1200,
+    prompts_n: Annotated[int, typer.Option("--prompts", help="held-out prompts for the reward-oracle correlation")] = 300,
+) -> None:
+    """The verifier against the oracle on held-out scenes: accuracy, quality, holistic, ECE, reward-oracle Spearman."""
+    from benchmarks.shapes_verifier import run
+    from verifier.models import resolve_model_path
+
+    figures = run(resolve_model_path(model), n=n, n_prompts=prompts_n)
+    if not json_out:
+        for k, v in figures.items():
+            typer.echo(f"{k:32s} {v}")
+    typer.echo(json.dumps(figures))
+
+
 @shapes_app.command("export-lexicon")
 def shapes_export_lexicon(path: str = "configs/shapesworld-lexicon.json") -> None:
     """Write the world's knowledge base as a rules-decomposer lexicon (DECOMPOSER_RULES_LEXICON)."""

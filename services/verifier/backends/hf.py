@@ -45,7 +45,7 @@ class HFVerifier(VerifierBackend):
     name = "hf"
 
     def __init__(self, model_path: str | Path, *, device: str = "cpu", dtype: str = "float32",
-                 system_prompt: str = SYSTEM_PROMPT, max_pairs: int = 64, shared_prefix: bool = True):  # fmt: skip
+                 system_prompt: str | None = None, max_pairs: int = 64, shared_prefix: bool = True):  # fmt: skip
         import torch
         from transformers import AutoModelForImageTextToText
 
@@ -56,7 +56,11 @@ class HFVerifier(VerifierBackend):
         self.processor = load_processor(path)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.lm = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
-        self.device, self.system_prompt = device, system_prompt
+        card = path / "verifier_card.json"
+        self.card = json.loads(card.read_text()) if card.exists() else {}
+        # a model trained with its own system prompt says so in its card; an explicit setting wins
+        self.device = device
+        self.system_prompt = system_prompt or self.card.get("system_prompt") or SYSTEM_PROMPT
         self.max_pairs, self.shared_prefix = max_pairs, shared_prefix
         vocab = self.lm.get_output_embeddings().weight.shape[0]
         yes, no = yes_no_token_ids(self.tokenizer, vocab)
@@ -65,8 +69,6 @@ class HFVerifier(VerifierBackend):
                                key=len, reverse=True)  # fmt: skip
         self._lock = threading.Lock()
         self._template = self._cache_template()
-        card = path / "verifier_card.json"
-        self.card = json.loads(card.read_text()) if card.exists() else {}
         log.info("hf verifier %s (%s): %d yes / %d no token ids", self.model, self.family, len(yes), len(no))
 
     # ---- text ---------------------------------------------------------------------------------
