@@ -10,6 +10,9 @@ What makes grounding cheap to learn (the calibration run stayed at chance for 8 
   * a dense auxiliary loss: a linear head on each merged image token predicts which (colour, shape) objects
     have their centre in its 16x16 cell, so the vision tower learns what is where from the renderer's
     ground truth, not only from one yes/no bit per image;
+  * captioning as a second task: a quarter of each batch asks "Describe the image." and is trained with the
+    language-model loss on a caption of every object ("large red circle top left , ..."), which forces the
+    text model to read the image tokens many bits per image instead of one yes/no bit;
   * a curriculum: existence, colour and quality first, then counts, sizes, relations and holistic questions.
 Answers are balanced per exact question string (``questions.py``). Runs are seeded, resumable
 (checkpoint = safetensors weights + optimizer + RNG states + step, written atomically) and log JSONL.
@@ -45,6 +48,15 @@ CHAT_TEMPLATE = (
 PATCH, MERGE, IMAGE_SIZE = 8, 2, 64
 CELLS = IMAGE_SIZE // (PATCH * MERGE)  # 4 x 4 merged image tokens
 AUX_CLASSES = [(c, s) for c in COLOURS for s in SHAPES]  # 24 (colour, shape) pairs
+CAPTION_QUESTION = "Describe the image."
+
+
+def caption(scene) -> str:
+    """Every object, left to right: "large red circle top left , small blue star bottom center"."""
+    rows, cols = ("top", "middle", "bottom"), ("left", "center", "right")
+    parts = [f"{o.size} {o.colour} {o.shape} {rows[min(2, int(o.y * 3))]} {cols[min(2, int(o.x * 3))]}"
+             for o in sorted(scene.objects, key=lambda o: (o.x, o.y))]  # fmt: skip
+    return " , ".join(parts)
 
 
 @dataclass
@@ -56,6 +68,8 @@ class RecipeConfig:
     lr: float = 1.5e-3  # peak AdamW learning rate
     warmup: int = 200  # linear warm-up steps
     aux_weight: float = 1.0  # dense (colour, shape)-per-cell loss
+    caption_fraction: float = 0.25  # share of each batch spent on captions
+    caption_weight: float = 1.0
     easy_fraction: float = 0.12  # first share of the budget on exist/colour/quality only
     text_hidden: int = 128
     text_layers: int = 4
@@ -71,7 +85,7 @@ def vocabulary() -> list[str]:
     texts = [SYSTEM_PROMPT, *QUALITY.values(), "Does the image match :", "Is there a", "Are there exactly fewer than",
              "Is the Are the", "Yes No yes no", "system user assistant", *RELATION_WORDS.values()]  # fmt: skip
     texts += [p.text for p in all_prompts()] + list(COLOURS) + list(SIZES) + [s + "s" for s in SHAPES]
-    texts += ["one two three four five six"]
+    texts += ["one two three four five six", CAPTION_QUESTION, "top middle bottom left center right ,"]
     from tokenizers.pre_tokenizers import Whitespace
 
     pre = Whitespace()
@@ -159,6 +173,24 @@ class Encoder:
             "last": enc["attention_mask"].sum(1) - 1,
             "answer": torch.tensor([1.0 if e.answer else 0.0 for e in batch]),
         }  # fmt: skip
+
+
+def caption_inputs(encoder: Encoder, batch: list[Example]) -> dict:
+    """Teacher-forced captioning sequences: labels only on the caption and its end-of-turn token."""
+    tok = encoder.tok
+    pix = encoder.image_processor(images=[e.image for e in batch], return_tensors="pt")
+    prompts_ = [tok(encoder.text(CAPTION_QUESTION), add_special_tokens=False)["input_ids"] for _ in batch]
+    answers = [tok(caption(e.scene) + " <|im_end|>", add_special_tokens=False)["input_ids"] for e in batch]
+    width = max(len(p) + len(a) for p, a in zip(prompts_, answers))
+    ids = torch.full((len(batch), width), tok.pad_token_id)
+    labels = torch.full((len(batch), width), -100)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (p, a) in enumerate(zip(prompts_, answers)):
+        ids[i, : len(p) + len(a)] = torch.tensor(p + a)
+        labels[i, len(p) : len(p) + len(a)] = torch.tensor(a)
+        mask[i, : len(p) + len(a)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "pixel_values": pix["pixel_values"],
+            "image_grid_thw": pix["image_grid_thw"], "mm_token_type_ids": (ids == encoder.pad_id).long()}  # fmt: skip
 
 
 def aux_targets(batch: list[Example]) -> torch.Tensor:
@@ -282,12 +314,23 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
     while elapsed < budget and step < cfg.max_steps:
         t0 = time.perf_counter()
         frac = elapsed / budget
-        batch = [mixed_example(rng, specs, weights_at(frac, cfg)) for _ in range(cfg.batch)]
+        n_cap = int(cfg.batch * cfg.caption_fraction)
+        batch = [mixed_example(rng, specs, weights_at(frac, cfg)) for _ in range(cfg.batch - n_cap)]
         enc = encoder(batch)
         z = yes_no_logit(model, enc, encoder)
+        merged = captured["merged"]
         loss_answer = nn.functional.binary_cross_entropy_with_logits(z, enc["answer"])
-        loss_aux = nn.functional.binary_cross_entropy_with_logits(aux_head(captured["merged"]), aux_targets(batch))
-        loss = loss_answer + cfg.aux_weight * loss_aux
+        loss_caption = torch.zeros(())
+        aux_batch = batch
+        if n_cap:
+            cap_batch = [mixed_example(rng, specs, {"exist": 1.0}, mild_p=0.0) for _ in range(n_cap)]
+            loss_caption = model(**caption_inputs(encoder, cap_batch)).loss
+            merged = torch.cat([merged, captured["merged"]])
+            aux_batch = batch + cap_batch
+        pos_weight = torch.full((len(AUX_CLASSES),), 20.0)  # targets are sparse: ~3 positives in 384
+        loss_aux = nn.functional.binary_cross_entropy_with_logits(aux_head(merged), aux_targets(aux_batch),
+                                                                  pos_weight=pos_weight)  # fmt: skip
+        loss = loss_answer + cfg.aux_weight * loss_aux + cfg.caption_weight * loss_caption
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -302,9 +345,10 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
         if step % 20 == 0:
             acc = ((z > 0).float() == enc["answer"]).float().mean().item()
             log.write(json.dumps({"step": step, "t": round(elapsed, 1), "loss": round(loss_answer.item(), 4),
-                                  "aux": round(loss_aux.item(), 4), "acc": round(acc, 3), "lr": lr}) + "\n")  # fmt: skip
+                                  "aux": round(loss_aux.item(), 4), "caption": round(loss_caption.item(), 4),
+                                  "acc": round(acc, 3), "lr": lr}) + "\n")  # fmt: skip
             log.flush()
-            bar.set_postfix(loss=f"{loss_answer.item():.3f}", aux=f"{loss_aux.item():.3f}", acc=f"{acc:.2f}")
+            bar.set_postfix(loss=f"{loss_answer.item():.3f}", cap=f"{loss_caption.item():.3f}", acc=f"{acc:.2f}")
         if elapsed - last_eval_t >= cfg.eval_every_s or elapsed >= budget:
             last_eval = {k: round(v, 4) for k, v in evaluate_model(model, encoder, val).items()} | {"step": step}
             log.write(json.dumps({"step": step, "t": round(elapsed, 1), "eval": last_eval}) + "\n")

@@ -1,0 +1,121 @@
+"""GRPO maths for AR-diffusion policies, as pure tensor functions (no model, no I/O).
+
+* ``group_advantages``: A_i = (R_i - mean of R over i's prompt group) / (std + eps), with the std taken per
+  group or over the whole round (the reference's choice), clipped; NaN rewards (failed verifications) are
+  excluded from every statistic and get advantage 0 *and* a False ``valid`` flag, so callers drop them
+  rather than train on them.
+* ``image_policy_loss``: Flow-GRPO's clipped ratio loss for one trained timestep, per-sample log-probs.
+* ``text_policy_loss``: GSPO-style sequence-level ratio (mean token log-ratio) with DAPO's asymmetric clip
+  [1 - 0.2, 1 + 0.28], each sample multiplied by *its own* advantage. The reference multiplies a (B,)
+  ratio by a (B, 1) advantage, which broadcasts to (B, B) and mixes samples; we do not.
+* ``k3_kl``: the k3 estimator of KL(pi_theta || pi_ref) per token, averaged per sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AdvantageStats:
+    frac_reward_zero_std: float  # share of groups whose valid rewards are all equal: no learning signal
+    n_invalid: int  # samples with a NaN reward, excluded
+    reward_mean: float
+    reward_std: float
+
+
+def group_advantages(
+    rewards: torch.Tensor, groups: torch.Tensor, *, std_scope: str = "round", eps: float = 1e-4, clip: float = 5.0
+) -> tuple[torch.Tensor, torch.Tensor, AdvantageStats]:
+    """Group-relative advantages.
+
+    Args:
+        rewards: (B,) float, NaN where the reward failed.
+        groups: (B,) int, the prompt group of each sample.
+        std_scope: "round" (std over every valid reward of the round) or "group" (std within the group).
+        eps: added to the std.
+        clip: advantages are clipped to [-clip, clip].
+    Returns:
+        advantages (B,), valid (B,) bool, stats.
+    """
+    if rewards.shape != groups.shape or rewards.dim() != 1:
+        raise ValueError(f"rewards {tuple(rewards.shape)} and groups {tuple(groups.shape)} must be equal 1-D shapes")
+    if std_scope not in ("round", "group"):
+        raise ValueError(f"std_scope must be 'round' or 'group', not {std_scope!r}")
+    valid = ~torch.isnan(rewards)
+    r = torch.where(valid, rewards, torch.zeros_like(rewards)).double()
+    adv = torch.zeros_like(r)
+    round_std = r[valid].std(unbiased=False) if valid.sum() > 1 else torch.tensor(0.0, dtype=r.dtype)
+    zero_std = n_groups = 0
+    for g in torch.unique(groups):
+        m = (groups == g) & valid
+        if not m.any():
+            continue
+        n_groups += 1
+        mean = r[m].mean()
+        if torch.all(r[m] == r[m][0]):
+            zero_std += 1
+        std = round_std if std_scope == "round" else r[m].std(unbiased=False)
+        denom = std + eps
+        adv[m] = (r[m] - mean) / denom if denom > 0 else torch.zeros_like(r[m])  # one value: no signal
+    adv = adv.clamp(-clip, clip).to(rewards.dtype)
+    stats = AdvantageStats(
+        frac_reward_zero_std=zero_std / max(1, n_groups),
+        n_invalid=int((~valid).sum()),
+        reward_mean=float(r[valid].mean()) if valid.any() else float("nan"),
+        reward_std=float(round_std),
+    )
+    return adv, valid, stats
+
+
+@dataclass
+class LossStats:
+    clip_frac: float  # share of samples whose ratio hit the clip
+    ratio_mean: float
+    ratio_max_dev: float  # max |ratio - 1|, to choose the clip range against
+
+
+def clipped_ratio_loss(log_ratio: torch.Tensor, adv: torch.Tensor, low: float, high: float) -> tuple[torch.Tensor, LossStats]:
+    """mean_i max(-A_i r_i, -A_i clip(r_i, 1 - low, 1 + high)) with r = exp(log_ratio); all shapes (B,)."""
+    if log_ratio.shape != adv.shape:
+        raise ValueError(f"ratio {tuple(log_ratio.shape)} and advantage {tuple(adv.shape)} differ: no broadcasting")
+    ratio = torch.exp(log_ratio)
+    clipped = ratio.clamp(1 - low, 1 + high)
+    loss = torch.maximum(-adv * ratio, -adv * clipped).mean()
+    with torch.no_grad():
+        hit = ((ratio < 1 - low) & (adv < 0)) | ((ratio > 1 + high) & (adv > 0))
+        stats = LossStats(float(hit.float().mean()), float(ratio.mean()), float((ratio - 1).abs().max()))
+    return loss, stats
+
+
+def image_policy_loss(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, clip_range: float = 1e-5):
+    """Flow-GRPO loss for one trained timestep. ``logp``/``logp_old``: (B,) per-sample log-probs of the
+    stored next latent (mean over its elements, as the reference does, hence the tiny default clip)."""
+    return clipped_ratio_loss(logp - logp_old, adv, clip_range, clip_range)
+
+
+def text_policy_loss(token_logp: torch.Tensor, token_logp_old: torch.Tensor, mask: torch.Tensor, adv: torch.Tensor,
+                     clip_low: float = 0.2, clip_high: float = 0.28):  # fmt: skip
+    """Sequence-level ratio per sample: exp(mean over its tokens of log pi - log pi_old). Shapes (B, L)
+    for token tensors and mask, (B,) for the advantage."""
+    m = mask.to(token_logp.dtype)
+    seq_log_ratio = ((token_logp - token_logp_old) * m).sum(-1) / m.sum(-1).clamp(min=1)
+    return clipped_ratio_loss(seq_log_ratio, adv, clip_low, clip_high)
+
+
+def k3_kl(token_logp: torch.Tensor, token_logp_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sequence mean of exp(ref - theta) - (ref - theta) - 1 (>= 0, unbiased for KL(theta || ref)), (B,)."""
+    d = token_logp_ref - token_logp
+    k3 = torch.exp(d) - d - 1
+    m = mask.to(k3.dtype)
+    return (k3 * m).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+def check_first_ratio(log_ratio: torch.Tensor, tol: float = 1e-5) -> None:
+    """Invariant: on the first inner step the policy *is* the old policy, so every ratio is 1."""
+    dev = float(torch.exp(log_ratio).sub(1).abs().max()) if log_ratio.numel() else 0.0
+    if dev > tol:
+        raise AssertionError(f"first-step ratio deviates from 1 by {dev:.2e} (> {tol:g}): rollout and training "
+                             "compute different log-probs (dropout? different CFG? changed weights?)")  # fmt: skip
