@@ -24,8 +24,31 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(shapes_app, name="shapes")
 
 
+def _emit(figures: dict, json_out: bool) -> None:
+    """Figures as a table for people, and always one JSON object as the last line for scripts."""
+    if not json_out:
+        for k, v in figures.items():
+            typer.echo(f"{k:32s} {v}")
+    typer.echo(json.dumps(figures))
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _serve(prefix: str, app_path: str, overrides: dict, workers: bool) -> None:
+    """Apply CLI overrides to the service's environment settings, then run uvicorn on its app factory."""
+    import importlib
+
+    import uvicorn
+
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"{prefix}_{name.upper()}"] = str(value)
+    s = importlib.import_module(app_path.split(".")[0] + ".settings").get_settings()
+    _logging(s.log_level)
+    kw = {"workers": s.workers} if workers else {}
+    uvicorn.run(app_path, factory=True, host=s.host, port=s.port, log_level=s.log_level, access_log=False, **kw)
 
 
 @serve_app.command("decomposer")
@@ -35,17 +58,7 @@ def serve_decomposer(
     backend: Annotated[str | None, typer.Option(help="rules | openai | hf (overrides DECOMPOSER_BACKEND)")] = None,
 ) -> None:
     """Serve the decomposer (POST /v1/decompose)."""
-    import uvicorn
-
-    for name, value in (("HOST", host), ("PORT", port), ("BACKEND", backend)):
-        if value is not None:
-            os.environ[f"DECOMPOSER_{name}"] = str(value)
-    from decomposer.settings import get_settings
-
-    s = get_settings()
-    _logging(s.log_level)
-    uvicorn.run("decomposer.app:create_app", factory=True, host=s.host, port=s.port, workers=s.workers,
-                log_level=s.log_level, access_log=False)  # fmt: skip
+    _serve("DECOMPOSER", "decomposer.app:create_app", {"host": host, "port": port, "backend": backend}, workers=True)
 
 
 @serve_app.command("verifier")
@@ -54,19 +67,9 @@ def serve_verifier(
     port: Annotated[int | None, typer.Option(help="overrides VERIFIER_PORT")] = None,
     backend: Annotated[str | None, typer.Option(help="hf | openai (overrides VERIFIER_BACKEND)")] = None,
 ) -> None:
-    """Serve the verifier (POST /v1/verify and /v1/reward)."""
-    import uvicorn
-
-    for name, value in (("HOST", host), ("PORT", port), ("BACKEND", backend)):
-        if value is not None:
-            os.environ[f"VERIFIER_{name}"] = str(value)
-    from verifier.settings import get_settings
-
-    s = get_settings()
-    _logging(s.log_level)
-    # one process: the model and the dynamic batcher live in it (scale out with replicas, not workers)
-    uvicorn.run("verifier.app:create_app", factory=True, host=s.host, port=s.port, log_level=s.log_level,
-                access_log=False)  # fmt: skip
+    """Serve the verifier (POST /v1/verify and /v1/reward). One process: the model and the dynamic batcher
+    live in it; scale out with replicas, not workers."""
+    _serve("VERIFIER", "verifier.app:create_app", {"host": host, "port": port, "backend": backend}, workers=False)
 
 
 @app.command()
@@ -98,10 +101,7 @@ def bench_decomposer(
 
     _logging("warning")
     figures = run(redis_url=redis_url, skip_dsg=skip_dsg)
-    if not json_out:
-        for k, v in figures.items():
-            typer.echo(f"{k:32s} {v}")
-    typer.echo(json.dumps(figures))
+    _emit(figures, json_out)
 
 
 @bench_app.command("verifier")
@@ -114,10 +114,7 @@ def bench_verifier(
 
     _logging("warning")
     figures = run(repeats=repeats)
-    if not json_out:
-        for k, v in figures.items():
-            typer.echo(f"{k:32s} {v}")
-    typer.echo(json.dumps(figures))
+    _emit(figures, json_out)
 
 
 @shapes_app.command("oracle-selftest")
@@ -130,10 +127,7 @@ def shapes_oracle_selftest(
     from shapesworld.evaluation import oracle_selftest
 
     figures = oracle_selftest(n, seed)
-    if not json_out:
-        for k, v in figures.items():
-            typer.echo(f"{k:32s} {v}")
-    typer.echo(json.dumps(figures))
+    _emit(figures, json_out)
 
 
 @shapes_app.command("train-verifier")
@@ -168,10 +162,7 @@ def shapes_eval_verifier(
     from verifier.models import resolve_model_path
 
     figures = run(resolve_model_path(model), n=n, n_prompts=prompts_n)
-    if not json_out:
-        for k, v in figures.items():
-            typer.echo(f"{k:32s} {v}")
-    typer.echo(json.dumps(figures))
+    _emit(figures, json_out)
 
 
 @shapes_app.command("export-lexicon")

@@ -86,6 +86,19 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, (_RetryableStatus, *_RETRYABLE_TRANSPORT))
 
 
+def is_retryable_http(exc: BaseException) -> bool:
+    """For code that calls other HTTP servers with httpx (``raise_for_status``): the same rule as this
+    client, connection failures, 429 and 5xx. Used by the LLM/MLLM backends of the services."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code == 429 or exc.response.status_code >= 500
+    return isinstance(exc, _RETRYABLE_TRANSPORT)
+
+
+def _http_kwargs(base_url: str, api_key: str | None, timeouts: Timeouts) -> dict:
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    return {"base_url": base_url, "headers": headers, "timeout": httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s)}
+
+
 def _make_wait(policy: RetryPolicy):
     def wait(state: RetryCallState) -> float:
         base = min(policy.max_backoff_s, policy.backoff_s * 2 ** (state.attempt_number - 1))
@@ -143,9 +156,7 @@ class _SyncBase:
         retry: RetryPolicy = RetryPolicy(),
         transport: httpx.BaseTransport | None = None,
     ):
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        timeout = httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s)
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers, transport=transport)
+        self._http = httpx.Client(transport=transport, **_http_kwargs(base_url, api_key, timeouts))
         self._retry = retry
 
     def _send(self, method: str, path: str, body: BaseModel | None, model: type[R]) -> R:
@@ -189,12 +200,8 @@ class _AsyncBase:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 64,
     ):
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        timeout = httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s)
         limits = httpx.Limits(max_connections=max_connections)
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=headers, transport=transport, limits=limits
-        )
+        self._http = httpx.AsyncClient(transport=transport, limits=limits, **_http_kwargs(base_url, api_key, timeouts))
         self._retry = retry
 
     async def _send(self, method: str, path: str, body: BaseModel | None, model: type[R]) -> R:

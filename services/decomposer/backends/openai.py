@@ -16,6 +16,8 @@ import logging
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from dvreward.client import is_retryable_http
+
 from decomposer.backends.base import BackendOutput, DecomposerBackend, ItemFailure
 from decomposer.llm import (
     DECOMPOSITION_SCHEMA,
@@ -35,13 +37,6 @@ log = logging.getLogger(__name__)
 
 class LLMUnavailable(Exception):
     pass
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code == 429 or exc.response.status_code >= 500
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.RemoteProtocolError,
-                            httpx.PoolTimeout, httpx.WriteError))  # fmt: skip
 
 
 class OpenAIBackend(DecomposerBackend):
@@ -91,7 +86,7 @@ class OpenAIBackend(DecomposerBackend):
             try:
                 async for attempt in AsyncRetrying(stop=stop_after_attempt(4), reraise=True,
                                                    wait=wait_exponential_jitter(initial=0.2, max=5.0),
-                                                   retry=retry_if_exception(_retryable)):  # fmt: skip
+                                                   retry=retry_if_exception(is_retryable_http)):  # fmt: skip
                     with attempt:
                         r = await self._http.post("/chat/completions", json=body)
                         r.raise_for_status()

@@ -16,6 +16,8 @@ import logging
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from dvreward.client import is_retryable_http
+
 from dvreward.schemas import QuestionScore
 
 from verifier.backends.base import ScoreItem, VerifierBackend
@@ -24,13 +26,6 @@ from verifier.images import data_uri
 from verifier.scoring import REASON_BACKEND, REASON_BAD_RESPONSE, REASON_NO_LOGPROBS, failed, score_from_top_logprobs
 
 log = logging.getLogger(__name__)
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code == 429 or exc.response.status_code >= 500
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.RemoteProtocolError,
-                            httpx.PoolTimeout, httpx.WriteError))  # fmt: skip
 
 
 class OpenAIVerifier(VerifierBackend):
@@ -71,7 +66,7 @@ class OpenAIVerifier(VerifierBackend):
             try:
                 async for attempt in AsyncRetrying(stop=stop_after_attempt(self.max_attempts), reraise=True,
                                                    wait=wait_exponential_jitter(initial=0.2, max=5.0),
-                                                   retry=retry_if_exception(_retryable)):  # fmt: skip
+                                                   retry=retry_if_exception(is_retryable_http)):  # fmt: skip
                     with attempt:
                         r = await self._client().post("/chat/completions", json=self.body(image_uri, question))
                         r.raise_for_status()
