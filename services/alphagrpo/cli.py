@@ -176,6 +176,19 @@ def shapes_export_lexicon(path: str = "configs/shapesworld-lexicon.json") -> Non
     typer.echo(f"wrote {path}")
 
 
+@app.command("export-openapi")
+def export_openapi(folder: str = "docs") -> None:
+    """Write each service's OpenAPI schema to docs/openapi-<service>.json (a test checks they are current)."""
+    from pathlib import Path
+
+    from serving.openapi import service_schemas
+
+    for name, schema in service_schemas().items():
+        path = Path(folder) / f"openapi-{name}.json"
+        path.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
+        typer.echo(f"wrote {path}")
+
+
 @app.command()
 def demo(
     prompt: Annotated[str, typer.Option(help="the prompt")] = "a red circle to the left of a blue square",

@@ -1,0 +1,130 @@
+"""Compose file, Dockerfiles, Prometheus and Grafana checked against the code (no Docker engine here)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from decomposer.app import create_app as decomposer_app
+from decomposer.metrics import DecomposerMetrics
+from decomposer.settings import DecomposerSettings
+from serving.openapi import service_schemas
+from verifier.app import create_app as verifier_app
+from verifier.metrics import VerifierMetrics
+from verifier.settings import VerifierSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+ENV_EXAMPLE = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))  # fmt: skip
+OURS = {"decomposer": ("DECOMPOSER_", DecomposerSettings, 8001), "decomposer-cpu": ("DECOMPOSER_", DecomposerSettings, 8001),
+        "verifier": ("VERIFIER_", VerifierSettings, 8002), "verifier-cpu": ("VERIFIER_", VerifierSettings, 8002)}  # fmt: skip
+
+
+def in_profile(profile):
+    return {name: s for name, s in SERVICES.items() if profile in s.get("profiles", [])}
+
+
+def interpolate(text: str) -> str:
+    def sub(m):
+        name, op, default = m.group(1), m.group(2), m.group(3)
+        if op == ":?":
+            assert name in ENV_EXAMPLE, f"{name} is required but missing from .env.example"
+            return ENV_EXAMPLE[name] or "x"
+        return ENV_EXAMPLE.get(name) or (default or "")
+    return re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", sub, text)
+
+
+@pytest.mark.parametrize("profile, expected", [
+    ("cpu", {"redis", "decomposer-cpu", "verifier-cpu", "prometheus", "grafana"}),
+    ("gpu", {"redis", "vllm-llm", "vllm-mllm", "decomposer", "verifier", "prometheus", "grafana"}),
+])  # fmt: skip
+def test_profiles_and_dependencies(profile, expected):
+    services = in_profile(profile)
+    assert set(services) == expected
+    for name, s in services.items():
+        assert "healthcheck" in s and s.get("restart") == "unless-stopped", name
+        for dep, cond in s.get("depends_on", {}).items():
+            assert dep in services, f"{name} depends on {dep}, which is not in profile {profile}"
+            assert cond == {"condition": "service_healthy"}
+    aliases = {a for s in services.values() for a in s.get("networks", {}).get("default", {}).get("aliases", [])}
+    names = set(services) | aliases
+    assert {"decomposer", "verifier"} <= names  # the verifier and Prometheus reach them by these names
+    ports = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
+    assert len(ports) == len(set(ports))
+
+
+def test_environment_matches_settings_both_ways():
+    for name, (prefix, settings_cls, port) in OURS.items():
+        env = SERVICES[name]["environment"]
+        fields = {f.upper() for f in settings_cls.model_fields}
+        for key in env:
+            assert key.startswith(prefix) and key[len(prefix):] in fields, f"{name}: {key} is not a setting"
+        settings_cls(**{k[len(prefix):].lower(): interpolate(str(v)) for k, v in env.items()
+                        if interpolate(str(v)) != "" and not k.endswith("API_KEY")})  # fmt: skip
+
+
+def test_health_urls_and_ports_are_real_routes():
+    from fastapi.testclient import TestClient
+
+    routes = {}
+    for name, app in (("decomposer", decomposer_app(DecomposerSettings())), ("verifier", verifier_app(VerifierSettings()))):
+        with TestClient(app) as client:  # ask the running app: a path is real when it does not answer 404
+            routes[name] = {p for p in ("/health", "/ready", "/metrics", "/v1/decompose", "/v1/reward")
+                            if client.get(p).status_code != 404}  # fmt: skip
+    for name, (_, _, port) in OURS.items():
+        test = " ".join(SERVICES[name]["healthcheck"]["test"])
+        url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", test)
+        assert int(url.group(1)) == port and url.group(2) in routes[name.split("-")[0]]
+        assert f"{port}:{port}" in SERVICES[name]["ports"]
+        assert "/metrics" in routes[name.split("-")[0]]
+
+
+def test_no_secret_in_compose():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for m in re.finditer(r"(\w*(?:PASSWORD|API_KEY|TOKEN)\w*):\s*(\S+)", text):
+        assert m.group(2).startswith("${"), f"{m.group(1)} must come from the environment"
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_prometheus_scrapes_every_service():
+    cfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {(j["job_name"], n, d["port"]) for j in cfg["scrape_configs"] for d in j["dns_sd_configs"] for n in d["names"]}
+    assert targets == {("decomposer", "decomposer", 8001), ("verifier", "verifier", 8002)}
+
+
+def _exposed(registry) -> set[str]:
+    names = set()
+    for fam in registry.collect():
+        suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",), "gauge": ("",)}[fam.type]
+        names |= {fam.name + s for s in suffixes}
+    return names
+
+
+def test_every_dashboard_metric_exists():
+    exposed = _exposed(DecomposerMetrics().registry) | _exposed(VerifierMetrics().registry)
+    dash = json.loads((ROOT / "deploy/grafana/dashboards/reward-services.json").read_text())
+    used = {m for p in dash["panels"] for t in p["targets"] for m in re.findall(r"alphagrpo_\w+", t["expr"])}
+    assert used and used <= exposed, used - exposed
+    ds = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert ds["datasources"][0]["uid"] == {p["datasource"]["uid"] for p in dash["panels"]}.pop()
+
+
+@pytest.mark.parametrize("dockerfile, extra", [("decomposer.Dockerfile", "decomposer"), ("verifier.Dockerfile", "verifier"),
+                                               ("verifier-cuda.Dockerfile", "verifier")])  # fmt: skip
+def test_dockerfiles(dockerfile, extra):
+    text = (ROOT / "docker" / dockerfile).read_text()
+    bases = re.findall(r"^FROM (\S+)", text, re.M)
+    assert len(bases) == 2 and all(re.search(r":\d", b) and "latest" not in b for b in bases)  # multi-stage, pinned
+    assert re.search(r"^USER alphagrpo$", text, re.M) and "HEALTHCHECK" in text
+    assert re.findall(r'pip install --no-cache-dir "\.\[(\w+)\]"', text) == [extra]
+    assert "torchvision" not in text
+
+
+def test_openapi_files_are_current():
+    for name, schema in service_schemas().items():
+        shipped = json.loads((ROOT / "docs" / f"openapi-{name}.json").read_text())
+        assert shipped == json.loads(json.dumps(schema)), f"run `alphagrpo export-openapi` ({name} changed)"
