@@ -15,7 +15,8 @@ What makes grounding cheap to learn (the calibration run stayed at chance for 8 
     text model to read the image tokens many bits per image instead of one yes/no bit;
   * a curriculum: existence, colour and quality first, then counts, sizes, relations and holistic questions.
 Answers are balanced per exact question string (``questions.py``). Runs are seeded, resumable
-(checkpoint = safetensors weights + optimizer + RNG states + step, written atomically) and log JSONL.
+(checkpoint = safetensors weights and optimizer state, JSON for RNG states and step, written atomically;
+no pickle) and log JSONL.
 """
 
 from __future__ import annotations
@@ -258,15 +259,42 @@ def save_folder(model, tok, path: Path, card: dict) -> None:
     os.replace(tmp, path)
 
 
+def _optimizer_tensors(opt) -> tuple[dict[str, torch.Tensor], dict]:
+    """An AdamW state as flat tensors (safetensors) plus JSON: no pickle in checkpoints."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{idx}.{k}"] = v.contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(opt, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        _, idx, k = key.split(".", 2)
+        state.setdefault(int(idx), {})[k] = v
+    for key, v in meta["scalars"].items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
 def checkpoint(run: Path, model, opt, step: int, rng: random.Random, elapsed: float, log_tail: dict) -> None:
-    from safetensors.torch import save_model
+    """Weights, optimizer, RNG states and step, as safetensors + JSON, swapped in atomically."""
+    from safetensors.torch import save_file, save_model
 
     tmp = run / "checkpoint.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding / lm_head
-    torch.save({"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "py_rng": repr(rng.getstate()),
-                                                "last_eval": log_tail}))  # fmt: skip
+    tensors, meta = _optimizer_tensors(opt)
+    tensors["torch_rng"] = torch.get_rng_state()
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    state = {"step": step, "elapsed": elapsed, "py_rng": _rng_to_json(rng), "last_eval": log_tail, "optimizer": meta}
+    (tmp / "state.json").write_text(json.dumps(state))
     final = run / "checkpoint"
     if final.exists():
         os.replace(final, run / "checkpoint.old")
@@ -278,9 +306,28 @@ def checkpoint(run: Path, model, opt, step: int, rng: random.Random, elapsed: fl
         shutil.rmtree(old)
 
 
+def _rng_to_json(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def restore(run: Path, model, opt, rng: random.Random) -> dict:
+    """Load a checkpoint written by ``checkpoint``; returns its state.json."""
+    from safetensors.torch import load_file, load_model
+
+    ck = run / "checkpoint"
+    state = json.loads((ck / "state.json").read_text())
+    load_model(model, str(ck / "model.safetensors"))
+    tensors = load_file(str(ck / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("torch_rng"))
+    _load_optimizer(opt, tensors, state["optimizer"])
+    version, internal, gauss = state["py_rng"]
+    rng.setstate((version, tuple(internal), gauss))
+    return state
+
+
 def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, progress: bool = True) -> dict:
     """Train (or resume) a verifier; returns the last evaluation. Writes ``run/log.jsonl`` and checkpoints."""
-    from safetensors.torch import load_model
     from tqdm import tqdm
 
     run.mkdir(parents=True, exist_ok=True)
@@ -294,12 +341,7 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
     rng = random.Random(cfg.seed)
     step, elapsed, last_eval = 0, 0.0, {}
     if resume and (run / "checkpoint" / "state.json").exists():
-        state = json.loads((run / "checkpoint" / "state.json").read_text())
-        load_model(model, str(run / "checkpoint" / "model.safetensors"))
-        extra = torch.load(run / "checkpoint" / "optimizer.pt", weights_only=False)
-        opt.load_state_dict(extra["optimizer"])
-        torch.set_rng_state(extra["torch_rng"])
-        rng.setstate(eval(state["py_rng"]))  # noqa: S307 - our own file, a tuple of ints
+        state = restore(run, model, opt, rng)
         step, elapsed, last_eval = state["step"], state["elapsed"], state["last_eval"]
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     captured: dict = {}
