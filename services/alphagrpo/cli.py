@@ -176,6 +176,30 @@ def shapes_export_lexicon(path: str = "configs/shapesworld-lexicon.json") -> Non
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+def plan(
+    n_gpus: int = 8,
+    prompts_per_gpu: int = 2,
+    group_size: int = 14,
+    step_s: float = 60.0,
+    questions: int = 12,
+    prefix_tokens: int = 1300,
+    question_tokens: int = 24,
+    verifier_tokens_per_s: Annotated[float, typer.Option(help="one verifier replica's measured prefill rate")] = 8400.0,
+    shared_prefix: bool = True,
+    unique_prompts: int = 20_000,
+    decompositions_per_s: Annotated[float, typer.Option(help="one decomposer replica's rate on cache misses")] = 2.0,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Verifier and decomposer replicas, Redis size and reward latency for a training set-up."""
+    from serving.plan import PlanInput, make_plan
+
+    figures = make_plan(PlanInput(n_gpus, prompts_per_gpu, group_size, step_s, questions, prefix_tokens,
+                                  question_tokens, verifier_tokens_per_s, shared_prefix, unique_prompts,
+                                  decompositions_per_s))  # fmt: skip
+    _emit(figures, json_out)
+
+
 @app.command("export-openapi")
 def export_openapi(folder: str = "docs") -> None:
     """Write each service's OpenAPI schema to docs/openapi-<service>.json (a test checks they are current)."""
