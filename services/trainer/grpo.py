@@ -115,7 +115,7 @@ def k3_kl(token_logp: torch.Tensor, token_logp_ref: torch.Tensor, mask: torch.Te
 
 def check_first_ratio(log_ratio: torch.Tensor, tol: float = 1e-5) -> None:
     """Invariant: on the first inner step the policy *is* the old policy, so every ratio is 1."""
-    dev = float(torch.exp(log_ratio).sub(1).abs().max()) if log_ratio.numel() else 0.0
+    dev = float(torch.exp(log_ratio.detach()).sub(1).abs().max()) if log_ratio.numel() else 0.0
     if dev > tol:
         raise AssertionError(f"first-step ratio deviates from 1 by {dev:.2e} (> {tol:g}): rollout and training "
                              "compute different log-probs (dropout? different CFG? changed weights?)")  # fmt: skip

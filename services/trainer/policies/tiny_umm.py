@@ -1,0 +1,156 @@
+"""A tiny unified multimodal model built from field components: a transformers causal LM for text and a
+diffusers conditional U-Net as the flow-matching image head, conditioned on the LM's hidden states.
+
+    prompt (+ <think> plan) --Qwen2ForCausalLM--> hidden states --Linear--> cross-attention context
+    noisy image (+ input image for refinement) --UNet2DConditionModel(t, context)--> velocity v = eps - x0
+
+The U-Net works in pixel space at 32x32: a convolutional U-Net is the inductive bias that makes coherent
+shapes cheap to learn (the calibration run's patch transformer drew scattered blocks). It always takes 6
+input channels, the noisy image and an input image (zeros when there is none), so one network serves
+text-to-image and refinement. Classifier-free guidance is computed inside ``velocity`` (conditional and
+null-context rows in one batch). The reference policy is a frozen copy made by ``freeze_reference``; a
+Bagel-scale model would disable its LoRA adapters instead (see ``policies/base.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer.policies.base import Context
+
+
+@dataclass
+class TinyUMMConfig:
+    vocab_size: int = 320
+    pad_token_id: int = 0
+    text_hidden: int = 128
+    text_layers: int = 4
+    image_size: int = 32
+    unet_channels: tuple[int, ...] = (32, 64, 96)
+    cross_dim: int = 128
+    attention_head_dim: int = 16
+
+
+class TinyUMM(nn.Module):
+    def __init__(self, cfg: TinyUMMConfig):
+        super().__init__()
+        from diffusers import UNet2DConditionModel
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        self.cfg = cfg
+        self.lm = Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=cfg.vocab_size, hidden_size=cfg.text_hidden, intermediate_size=3 * cfg.text_hidden,
+            num_hidden_layers=cfg.text_layers, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=256, pad_token_id=cfg.pad_token_id, tie_word_embeddings=True,
+        ))  # fmt: skip
+        n = len(cfg.unet_channels)
+        self.unet = UNet2DConditionModel(
+            sample_size=cfg.image_size, in_channels=6, out_channels=3, layers_per_block=1,
+            block_out_channels=cfg.unet_channels, down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+            up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",), cross_attention_dim=cfg.cross_dim,
+            attention_head_dim=cfg.attention_head_dim, norm_num_groups=16,
+        )  # fmt: skip
+        self.proj = nn.Linear(cfg.text_hidden, cfg.cross_dim)
+        self.null = nn.Parameter(torch.zeros(1, 1, cfg.cross_dim))  # the unconditional context of CFG
+        self._reference: TinyUMM | None = None
+        self._use_reference = False
+
+    image_shape = property(lambda self: (3, self.cfg.image_size, self.cfg.image_size))
+
+    # ---- reference policy -----------------------------------------------------------------------
+    def freeze_reference(self) -> None:
+        ref = copy.deepcopy(self)
+        ref._reference = None
+        ref.requires_grad_(False).eval()
+        object.__setattr__(self, "_reference", ref)  # not a submodule: never trained, never saved
+
+    @contextmanager
+    def reference(self):
+        if self._reference is None:
+            raise RuntimeError("call freeze_reference() before asking for the reference policy")
+        prev, self._use_reference = self._use_reference, True
+        try:
+            yield
+        finally:
+            self._use_reference = prev
+
+    def _active(self) -> TinyUMM:
+        return self._reference if self._use_reference and self._reference is not None else self
+
+    # ---- text -----------------------------------------------------------------------------------
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor | None = None) -> Context:
+        m = self._active()
+        out = m.lm.model(input_ids=input_ids, attention_mask=attention_mask)
+        return Context(m.proj(out.last_hidden_state), attention_mask, image)
+
+    def token_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self._active().lm(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+        return torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, L-1)
+
+    # ---- image ----------------------------------------------------------------------------------
+    def _unet(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, image) -> torch.Tensor:
+        cond = image if image is not None else torch.zeros_like(x)
+        return self._active().unet(torch.cat([x, cond], 1), t * 1000, encoder_hidden_states=hidden,
+                                   encoder_attention_mask=mask).sample  # fmt: skip
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, ctx: Context, cfg_scale: float = 1.0) -> torch.Tensor:
+        """Guided velocity, (B, 3, H, W); ``t`` (B,) in [0, 1]."""
+        if cfg_scale == 1.0:
+            return self._unet(x, t, ctx.hidden, ctx.mask, ctx.image)
+        b = x.shape[0]
+        null = self._active().null.expand(b, 1, -1)
+        pad = ctx.hidden.shape[1] - 1
+        null_hidden = torch.cat([null, torch.zeros(b, pad, null.shape[-1], dtype=null.dtype)], 1)
+        null_mask = torch.zeros_like(ctx.mask)
+        null_mask[:, 0] = 1
+        image = None if ctx.image is None else torch.cat([ctx.image, ctx.image])
+        v = self._unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([ctx.hidden, null_hidden]),
+                       torch.cat([ctx.mask, null_mask]), image)  # fmt: skip
+        v_cond, v_null = v.chunk(2)
+        return v_null + cfg_scale * (v_cond - v_null)
+
+    def flow_loss(self, x0: torch.Tensor, ctx: Context, drop_cond: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+        """Rectified-flow loss: x_t = (1 - t) x0 + t eps, target v = eps - x0; t half uniform, half
+        logit-normal (more weight mid-trajectory, as SD3); rows in ``drop_cond`` see the null context."""
+        b = x0.shape[0]
+        u = torch.rand(b, generator=generator)
+        ln = torch.sigmoid(torch.randn(b, generator=generator))
+        t = torch.where(torch.rand(b, generator=generator) < 0.5, u, ln)
+        eps = torch.randn(x0.shape, generator=generator)
+        xt = (1 - t.view(b, 1, 1, 1)) * x0 + t.view(b, 1, 1, 1) * eps
+        hidden, mask = ctx.hidden, ctx.mask
+        if drop_cond is not None and drop_cond.any():
+            null = self.null.expand(b, 1, -1)
+            hidden = torch.where(drop_cond.view(b, 1, 1), torch.cat([null, torch.zeros_like(hidden[:, 1:])], 1), hidden)
+            null_mask = torch.zeros_like(mask)
+            null_mask[:, 0] = 1
+            mask = torch.where(drop_cond.view(b, 1), null_mask, mask)
+        v = self._unet(xt, t, hidden, mask, ctx.image)
+        return ((v.float() - (eps - x0)) ** 2).mean()
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_model
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_model(self, str(path / "model.safetensors"))
+        (path / "umm_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TinyUMM:
+        from safetensors.torch import load_model
+
+        raw = json.loads((Path(path) / "umm_config.json").read_text())
+        raw["unet_channels"] = tuple(raw["unet_channels"])
+        model = cls(TinyUMMConfig(**raw))
+        load_model(model, str(Path(path) / "model.safetensors"))
+        return model.eval()
