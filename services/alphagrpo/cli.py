@@ -150,6 +150,25 @@ def shapes_train_verifier(
     typer.echo(json.dumps(result))
 
 
+@shapes_app.command("train-umm")
+def shapes_train_umm(
+    minutes: Annotated[float, typer.Option(help="training wall-time budget, evaluation excluded")] = 120.0,
+    seed: int = 0,
+    run_dir: Annotated[str, typer.Option(help="checkpoints, log.jsonl and sample grids")] = "runs/shapes-umm",
+    out: Annotated[str, typer.Option(help="where the finished model folder goes")] = "models/shapes-umm",
+    resume: Annotated[bool, typer.Option(help="continue from run_dir/checkpoint")] = False,
+    batch: int = 32,
+    lr: float = 5e-4,
+) -> None:
+    """Pretrain the tiny UMM (flow matching on ShapesWorld) on CPU; seeded, resumable, with a progress bar."""
+    from pathlib import Path
+
+    from recipes.umm import UMMRecipe, train_umm
+
+    result = train_umm(UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr), Path(run_dir), Path(out), resume=resume)
+    typer.echo(json.dumps(result))
+
+
 @shapes_app.command("eval-verifier")
 def shapes_eval_verifier(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,

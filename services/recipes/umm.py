@@ -1,0 +1,216 @@
+"""Recipe of the tiny UMM base model (``alphagrpo shapes train-umm``): flow-matching pretraining of
+``trainer.policies.tiny_umm.TinyUMM`` on ShapesWorld, on CPU, seeded and resumable.
+
+Data: explicit training-split prompts (implicit ones stay for the reasoning issue) with scenes that satisfy
+them, rendered at 32x32 and scaled to [-1, 1]; 10 % of rows see the null context (for classifier-free
+guidance). The text model trains end to end with the image loss. An EMA of the weights (decay 0.999) is what
+gets evaluated and shipped. Evaluation: a fixed set of held-out explicit prompts, one image each from a fixed
+noise with the ODE sampler (guidance 3), judged by the ShapesWorld oracle, per GenEval category.
+
+Recipes import the world and the model classes; nothing imports recipes (README, layout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shapesworld.oracle import evaluate
+from shapesworld.prompts import prompts, satisfying_scene
+from shapesworld.verifier_recipe import build_tokenizer, checkpoint, restore
+from shapesworld.world import render
+from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
+from trainer.rollout import sample_images
+
+THINK = ["<think>", "</think>"]
+
+
+@dataclass
+class UMMRecipe:
+    seed: int = 0
+    minutes: float = 120.0  # training wall-time budget (evaluation excluded)
+    max_steps: int = 1_000_000
+    batch: int = 32
+    lr: float = 5e-4
+    warmup: int = 200
+    ema: float = 0.999
+    drop_cond: float = 0.1
+    max_tokens: int = 24
+    text_hidden: int = 128
+    text_layers: int = 4
+    unet_channels: tuple[int, ...] = (32, 64, 96)
+    eval_prompts: int = 120
+    eval_every_s: float = 900.0
+    checkpoint_every_s: float = 300.0
+    sample_steps: int = 20
+    cfg_scale: float = 3.0
+
+
+def umm_tokenizer():
+    tok = build_tokenizer()
+    tok.add_tokens(THINK, special_tokens=True)
+    return tok
+
+
+def tokenize(tok, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tok(texts, padding="max_length", truncation=True, max_length=max_tokens, return_tensors="pt",
+              add_special_tokens=False)  # fmt: skip
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def to_tensor(images) -> torch.Tensor:
+    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def to_images(x: torch.Tensor):
+    from PIL import Image
+
+    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
+def build(recipe: UMMRecipe, tok) -> TinyUMM:
+    torch.manual_seed(recipe.seed)
+    cfg = TinyUMMConfig(vocab_size=len(tok) + (-len(tok)) % 32, pad_token_id=tok.pad_token_id,
+                        text_hidden=recipe.text_hidden, text_layers=recipe.text_layers, image_size=32,
+                        unet_channels=tuple(recipe.unet_channels), cross_dim=recipe.text_hidden)  # fmt: skip
+    return TinyUMM(cfg)
+
+
+def batch_of(rng: random.Random, specs, n: int):
+    texts, images = [], []
+    while len(texts) < n:
+        spec = rng.choice(specs)
+        scene = satisfying_scene(spec, rng)
+        if scene is not None:
+            texts.append(spec.text)
+            images.append(render(scene, 32))
+    return texts, to_tensor(images)
+
+
+@torch.no_grad()
+def evaluate_umm(model: TinyUMM, tok, recipe: UMMRecipe, specs) -> dict:
+    model.eval()
+    g = torch.Generator().manual_seed(1234)
+    ids, mask = tokenize(tok, [s.text for s in specs], recipe.max_tokens)
+    out = []
+    for i in range(0, len(specs), 32):
+        ctx = model.encode(ids[i : i + 32], mask[i : i + 32])
+        r = sample_images(model, ctx, n_steps=recipe.sample_steps, cfg_scale=recipe.cfg_scale, generator=g)
+        out += to_images(r.images)
+    verdicts = [evaluate(img, spec) for img, spec in zip(out, specs)]
+    per: dict[str, list] = {}
+    for v, s in zip(verdicts, specs):
+        per.setdefault(s.category, []).append(v.correct)
+    res = {"accuracy": sum(v.correct for v in verdicts) / len(verdicts),
+           "atom_accuracy": sum(v.atom_accuracy for v in verdicts) / len(verdicts)}  # fmt: skip
+    res.update({f"acc_{k}": sum(v) / len(v) for k, v in sorted(per.items())})
+    model.train()
+    return {k: round(v, 4) for k, v in res.items()}, out
+
+
+def eval_prompts(recipe: UMMRecipe):
+    held = [p for p in prompts("heldout") if p.category != "implicit"]
+    return random.Random(99).sample(held, min(recipe.eval_prompts, len(held)))
+
+
+def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = False, progress: bool = True) -> dict:
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
+    run.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    tok = umm_tokenizer()
+    model = build(recipe, tok)
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    rng = random.Random(recipe.seed)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    step, elapsed, last = 0, 0.0, {}
+    if resume and (run / "checkpoint" / "state.json").exists():
+        state = restore(run, model, opt, rng)
+        step, elapsed, last = state["step"], state["elapsed"], state["last_eval"]
+        ema = load_file(str(run / "checkpoint" / "ema.safetensors"))
+        gen.manual_seed(recipe.seed + step)
+    (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+    specs = [p for p in prompts("train") if p.category != "implicit"]
+    held = eval_prompts(recipe)
+    budget = recipe.minutes * 60
+    bar = tqdm(total=int(budget), initial=int(elapsed), unit="s", disable=not progress, desc="train-umm")
+    last_eval_t = last_ckpt_t = elapsed
+    log = open(run / "log.jsonl", "a")
+    model.train()
+    while elapsed < budget and step < recipe.max_steps:
+        t0 = time.perf_counter()
+        texts, x0 = batch_of(rng, specs, recipe.batch)
+        ids, mask = tokenize(tok, texts, recipe.max_tokens)
+        ctx = model.encode(ids, mask)
+        drop = torch.rand(recipe.batch, generator=gen) < recipe.drop_cond
+        loss = model.flow_loss(x0, ctx, drop_cond=drop, generator=gen)
+        lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        d = min(recipe.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                ema[k].mul_(d).add_(v.detach(), alpha=1 - d) if v.is_floating_point() else ema[k].copy_(v)
+        elapsed += time.perf_counter() - t0
+        bar.update(int(elapsed) - bar.n)
+        if step % 20 == 0:
+            log.write(json.dumps({"step": step, "t": round(elapsed, 1), "loss": round(loss.item(), 5)}) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        done = elapsed >= budget or step >= recipe.max_steps
+        if elapsed - last_eval_t >= recipe.eval_every_s or done:
+            last = _eval_ema(model, ema, tok, recipe, held, run, step) | {"step": step}
+            log.write(json.dumps({"step": step, "t": round(elapsed, 1), "eval": last}) + "\n")
+            log.flush()
+            bar.write(f"step {step} t={elapsed:.0f}s eval {last}")
+            last_eval_t = elapsed
+        if elapsed - last_ckpt_t >= recipe.checkpoint_every_s or done:
+            checkpoint(run, model, opt, step, rng, elapsed, last)
+            save_file(ema, str(run / "checkpoint" / "ema.safetensors"))
+            last_ckpt_t = elapsed
+    bar.close()
+    log.close()
+    if out is not None:
+        model.load_state_dict(ema)
+        model.save(out)
+        tok.save_pretrained(out)
+        card = {"recipe": asdict(recipe), "steps": step, "train_seconds": round(elapsed), "evaluation": last}
+        (out / "umm_card.json").write_text(json.dumps(card, indent=2))
+    return last
+
+
+def _eval_ema(model: TinyUMM, ema: dict, tok, recipe: UMMRecipe, held, run: Path, step: int) -> dict:
+    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(ema)
+    figures, images = evaluate_umm(model, tok, recipe, held)
+    model.load_state_dict(live)
+    grid = _grid(images[:48])
+    grid.save(run / f"samples-{step:07d}.png")
+    return figures
+
+
+def _grid(images, cols: int = 8):
+    from PIL import Image
+
+    w, h = images[0].size
+    rows = (len(images) + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * (w + 2), rows * (h + 2)), (128, 128, 128))
+    for i, im in enumerate(images):
+        sheet.paste(im, ((i % cols) * (w + 2), (i // cols) * (h + 2)))
+    return sheet.resize((sheet.width * 2, sheet.height * 2), Image.NEAREST)
