@@ -1,0 +1,104 @@
+"""Rewards for the trainer: batched ``/v1/reward`` calls on a thread pool, so they overlap with rollouts.
+
+``RewardFetcher.submit`` returns a future at once; the trainer submits each rollout chunk as soon as it is
+sampled and keeps sampling the next chunk while the verifier works (the reference's async reward threads,
+but one HTTP batch per chunk instead of one request per question). ``wait`` collects the rewards and counts
+the time the trainer spent blocked on them (``reward_wait_fraction``).
+
+A dead or overloaded verifier never turns into rewards: the fetcher logs loudly, pauses and retries until
+``patience_s`` runs out, then raises ``RewardUnavailable`` (the training step is not taken). An item the
+verifier could not score comes back as NaN with its reason, which the GRPO maths then excludes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from dvreward.adapters import to_base64_png
+from dvreward.client import RetryPolicy, Timeouts, VerifierClient
+from dvreward.errors import DVRewardError, ProtocolError, RateLimited, ServiceUnavailable, TransportError
+from dvreward.schemas import Question, RewardItem
+
+log = logging.getLogger(__name__)
+
+
+class RewardUnavailable(RuntimeError):
+    """The verifier stayed unreachable for longer than the trainer's patience."""
+
+
+@dataclass
+class Rewards:
+    values: list[float]  # NaN where the item could not be scored
+    reasons: list[str | None]
+    semantic: list[float]
+    quality: list[float]
+
+
+@dataclass
+class RewardFetcher:
+    url: str
+    aggregation: str = "geometric"
+    api_key: str | None = None
+    patience_s: float = 600.0  # how long a dead verifier may pause training before the run stops
+    retry_every_s: float = 2.0
+    threads: int = 4  # reward requests in flight (chunks of one step)
+    read_timeout_s: float = 300.0
+    waited_s: float = field(default=0.0, init=False)  # time the trainer was blocked in wait()
+    _pool: ThreadPoolExecutor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="reward")
+        # the client retries quick blips itself; long outages are handled by the pause loop below
+        self._client = VerifierClient(self.url, api_key=self.api_key, retry=RetryPolicy(max_attempts=2, backoff_s=0.2),
+                                      timeouts=Timeouts(connect_s=2.0, read_s=self.read_timeout_s))  # fmt: skip
+
+    def submit(self, prompts: list[str], images: list[Any], questions: list[list[Question]] | None = None) -> Future:
+        if len(prompts) != len(images):
+            raise ValueError(f"{len(prompts)} prompts but {len(images)} images")
+        items = [RewardItem(prompt=p, image=to_base64_png(im), questions=qs)
+                 for p, im, qs in zip(prompts, images, questions or [None] * len(prompts))]  # fmt: skip
+        return self._pool.submit(self._fetch, items)
+
+    def wait(self, future: Future) -> Rewards:
+        t0 = time.perf_counter()
+        try:
+            return future.result()
+        finally:
+            self.waited_s += time.perf_counter() - t0
+
+    def _fetch(self, items: list[RewardItem]) -> Rewards:
+        deadline = time.monotonic() + self.patience_s
+        paused = False
+        while True:
+            try:
+                results = self._client.reward(items, aggregation=self.aggregation).results
+                break
+            except (TransportError, ServiceUnavailable, RateLimited, ProtocolError) as e:
+                if time.monotonic() > deadline:
+                    raise RewardUnavailable(f"the verifier at {self.url} has been unavailable for {self.patience_s:.0f} s "
+                                            f"({e}); training stops rather than train on missing rewards") from e  # fmt: skip
+                if not paused:
+                    log.warning("verifier at %s unavailable (%s): training is paused, retrying every %.0f s",
+                                self.url, e, self.retry_every_s)  # fmt: skip
+                    paused = True
+                time.sleep(self.retry_every_s)
+            except DVRewardError:
+                raise  # a 4xx is a bug in what we send: fail loudly
+        if paused:
+            log.warning("verifier at %s is back: training resumes", self.url)
+        nan = lambda x: math.nan if x is None else x  # noqa: E731
+        return Rewards(
+            values=[nan(r.reward) for r in results],
+            reasons=[r.reason or (r.error.message if r.error else None) for r in results],
+            semantic=[nan(r.semantic) for r in results],
+            quality=[nan(r.quality) for r in results],
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
