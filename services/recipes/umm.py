@@ -123,8 +123,9 @@ def eval_prompts(recipe: UMMRecipe):
 
 
 def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = False, progress: bool = True) -> dict:
-    from safetensors.torch import load_file, save_file
     from tqdm import tqdm
+
+    from checkpoint import load_extra
 
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -138,7 +139,7 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     if resume and (run / "checkpoint" / "state.json").exists():
         state = restore(run, model, opt, rng)
         step, elapsed, last = state["step"], state["elapsed"], state["last_eval"]
-        ema = load_file(str(run / "checkpoint" / "ema.safetensors"))
+        ema = load_extra(run, "ema")
         gen.manual_seed(recipe.seed + step)
     (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
     specs = [p for p in prompts("train") if p.category != "implicit"]
@@ -181,8 +182,7 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
             bar.write(f"step {step} t={elapsed:.0f}s eval {last}")
             last_eval_t = elapsed
         if elapsed - last_ckpt_t >= recipe.checkpoint_every_s or done:
-            checkpoint(run, model, opt, step, rng, elapsed, last)
-            save_file(ema, str(run / "checkpoint" / "ema.safetensors"))
+            checkpoint(run, model, opt, step, rng, elapsed, last, extra={"ema": ema})
             last_ckpt_t = elapsed
     bar.close()
     log.close()

@@ -259,51 +259,13 @@ def save_folder(model, tok, path: Path, card: dict) -> None:
     os.replace(tmp, path)
 
 
-def _optimizer_tensors(opt) -> tuple[dict[str, torch.Tensor], dict]:
-    """An AdamW state as flat tensors (safetensors) plus JSON: no pickle in checkpoints."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"state.{idx}.{k}"] = v.contiguous()
-            else:
-                scalars[f"{idx}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+def checkpoint(run: Path, model, opt, step: int, rng: random.Random, elapsed: float, log_tail: dict,
+               extra: dict | None = None) -> None:  # fmt: skip
+    """Weights, optimizer, RNG states and step (``checkpoint`` package: safetensors + JSON, atomic)."""
+    from checkpoint import save
 
-
-def _load_optimizer(opt, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict = {}
-    for key, v in tensors.items():
-        _, idx, k = key.split(".", 2)
-        state.setdefault(int(idx), {})[k] = v
-    for key, v in meta["scalars"].items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def checkpoint(run: Path, model, opt, step: int, rng: random.Random, elapsed: float, log_tail: dict) -> None:
-    """Weights, optimizer, RNG states and step, as safetensors + JSON, swapped in atomically."""
-    from safetensors.torch import save_file, save_model
-
-    tmp = run / "checkpoint.tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding / lm_head
-    tensors, meta = _optimizer_tensors(opt)
-    tensors["torch_rng"] = torch.get_rng_state()
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    state = {"step": step, "elapsed": elapsed, "py_rng": _rng_to_json(rng), "last_eval": log_tail, "optimizer": meta}
-    (tmp / "state.json").write_text(json.dumps(state))
-    final = run / "checkpoint"
-    if final.exists():
-        os.replace(final, run / "checkpoint.old")
-    os.replace(tmp, final)
-    old = run / "checkpoint.old"
-    if old.exists():
-        import shutil
-
-        shutil.rmtree(old)
+    state = {"step": step, "elapsed": elapsed, "py_rng": _rng_to_json(rng), "last_eval": log_tail}
+    save(run, model, opt, state, extra={"torch_rng": {"state": torch.get_rng_state()}, **(extra or {})})
 
 
 def _rng_to_json(rng: random.Random) -> list:
@@ -312,15 +274,11 @@ def _rng_to_json(rng: random.Random) -> list:
 
 
 def restore(run: Path, model, opt, rng: random.Random) -> dict:
-    """Load a checkpoint written by ``checkpoint``; returns its state.json."""
-    from safetensors.torch import load_file, load_model
+    """Load a checkpoint written by ``checkpoint``; returns its state."""
+    from checkpoint import load, load_extra
 
-    ck = run / "checkpoint"
-    state = json.loads((ck / "state.json").read_text())
-    load_model(model, str(ck / "model.safetensors"))
-    tensors = load_file(str(ck / "optimizer.safetensors"))
-    torch.set_rng_state(tensors.pop("torch_rng"))
-    _load_optimizer(opt, tensors, state["optimizer"])
+    state = load(run, model, opt)
+    torch.set_rng_state(load_extra(run, "torch_rng")["state"])
     version, internal, gauss = state["py_rng"]
     rng.setstate((version, tuple(internal), gauss))
     return state

@@ -1,0 +1,103 @@
+"""Trainer configuration: grouped dataclasses, one line of help per field, loaded from YAML (``configs/``).
+
+``__post_init__`` rejects impossible combinations and says what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class RolloutConfig:
+    group_size: int = 8  # G: images per prompt; advantages are relative within a group
+    prompts_per_step: int = 4  # prompts per training step (x G images)
+    chunks: int = 2  # rollout sub-batches; each chunk's rewards are fetched while the next is sampled
+    n_steps: int = 12  # sampler transitions
+    shift: float = 3.0  # timestep shift of the time grid (the reference uses 3)
+    window_len: int = 4  # stochastic (trained) transitions per rollout
+    window_range: tuple[int, int] = (0, 6)  # the window starts uniformly in [lo, hi]
+    noise_level: float = 0.7  # a in the SDE's sigma_t = a sqrt(t / (1 - t))
+    cfg_scale: float = 3.0  # classifier-free guidance inside the policy, identical at rollout and training
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError("GRPO needs group_size >= 2: advantages compare samples of one prompt")
+        if self.prompts_per_step % self.chunks:
+            raise ValueError(f"prompts_per_step ({self.prompts_per_step}) must be divisible by chunks ({self.chunks})")
+        lo, hi = self.window_range
+        if not 0 <= lo <= hi or hi + self.window_len > self.n_steps:
+            raise ValueError(f"window_range {self.window_range} + window_len {self.window_len} must fit in n_steps {self.n_steps}")
+
+
+@dataclass
+class GRPOConfig:
+    std_scope: str = "round"  # "round" (the reference) or "group"
+    adv_clip: float = 5.0  # advantages clipped to +-adv_clip
+    clip_range: float = 1e-4  # image ratio clip; choose it against the logged ratio spread
+    inner_epochs: int = 1  # passes over one rollout batch (1 = on-policy)
+
+    def __post_init__(self) -> None:
+        if self.std_scope not in ("round", "group"):
+            raise ValueError("grpo.std_scope must be 'round' or 'group'")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+
+
+@dataclass
+class RewardConfig:
+    verifier_url: str = "http://127.0.0.1:8002"
+    aggregation: str = "geometric"
+    patience_s: float = 600.0  # how long a dead verifier may pause training
+
+
+@dataclass
+class RunConfig:
+    steps: int = 100
+    seed: int = 0
+    run_dir: str = "runs/grpo"
+    checkpoint_every: int = 10
+    eval_every: int = 10  # 0 = never
+
+
+@dataclass
+class TrainConfig:
+    model_path: str = "models/shapes-umm"
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TrainConfig:
+        groups = {"rollout": RolloutConfig, "grpo": GRPOConfig, "optim": OptimConfig, "reward": RewardConfig,
+                  "run": RunConfig}  # fmt: skip
+        unknown = sorted(set(raw) - set(groups) - {"model_path"})
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known: {sorted([*groups, 'model_path'])}")
+        kwargs: dict = {k: v for k, v in raw.items() if k not in groups}
+        for name, klass in groups.items():
+            value = dict(raw.get(name) or {})
+            bad = sorted(set(value) - {f.name for f in fields(klass)})
+            if bad:
+                raise ValueError(f"unknown keys {bad} in '{name}'; known: {sorted(f.name for f in fields(klass))}")
+            if "window_range" in value:
+                value["window_range"] = tuple(value["window_range"])
+            kwargs[name] = klass(**value)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        import yaml
+
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
