@@ -219,6 +219,31 @@ def plan(
     _emit(figures, json_out)
 
 
+@app.command()
+def train(
+    config: Annotated[str, typer.Option(help="YAML training config (configs/shapes-t2i.yaml)")],
+    resume: Annotated[bool, typer.Option(help="continue from the run folder's checkpoint")] = False,
+) -> None:
+    """GRPO on the tiny UMM with DVReward from the verifier at reward.verifier_url (start it first)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from recipes.grpo import ShapesTask
+    from trainer.config import TrainConfig
+    from trainer.policies.tiny_umm import TinyUMM
+    from trainer.reward import RewardFetcher
+    from trainer.train import train as run_training
+
+    _logging("info")
+    cfg = TrainConfig.from_yaml(config)
+    policy = TinyUMM.load(cfg.model_path).train()
+    fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation, patience_s=cfg.reward.patience_s)
+    task = ShapesTask(AutoTokenizer.from_pretrained(cfg.model_path), fetcher, Path(cfg.run.run_dir))
+    records = run_training(cfg, policy, task, fetcher, resume=resume)
+    typer.echo(json.dumps(records[-1] if records else {}))
+
+
 @app.command("export-openapi")
 def export_openapi(folder: str = "docs") -> None:
     """Write each service's OpenAPI schema to docs/openapi-<service>.json (a test checks they are current)."""

@@ -109,3 +109,17 @@ def test_config_rejects_impossible_combinations(tmp_path):
     path.write_text("rollout: {group_size: 4, window_range: [0, 2]}\nrun: {steps: 5}\n")
     cfg = TrainConfig.from_yaml(path)
     assert cfg.rollout.group_size == 4 and cfg.rollout.window_range == (0, 2) and cfg.run.steps == 5
+
+
+def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_path):
+    from recipes.grpo import ShapesTask
+
+    task = ToyTask()
+    model = policy(task).eval()
+    shapes = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_prompts=6, n_steps=2)
+    out = shapes.evaluate(model, step=3)
+    assert set(out) == {"oracle_accuracy", "oracle_accuracy_stderr", "verifier_reward", "n_prompts"}
+    assert out["n_prompts"] == 6 and 0 <= out["oracle_accuracy"] <= 1 and 0 < out["verifier_reward"] < 1
+    assert (tmp_path / "eval-000003.png").exists()
+    cfg = TrainConfig.from_yaml("configs/shapes-t2i.yaml")
+    assert cfg.rollout.group_size == 8 and cfg.model_path == "models/shapes-umm"
