@@ -1,0 +1,37 @@
+"""The shipped ShapesWorld verifier: the embedded default, loaded by the verifier service's own code, and it
+answers the easier question kinds on clean held-out scenes well above chance (its card has the full figures)."""
+
+import json
+import random
+
+import pytest
+
+from shapesworld.questions import semantic_example
+from verifier.backends.base import ScoreItem
+from verifier.backends.hf import HFVerifier
+from verifier.models import SHIPPED, resolve_model_path
+
+pytestmark = pytest.mark.slow
+
+
+def test_shipped_model_is_the_default_and_is_documented():
+    assert (SHIPPED / "config.json").exists(), "models/shapes-verifier is missing"
+    assert resolve_model_path(None) == SHIPPED
+    card = json.loads((SHIPPED / "verifier_card.json").read_text())
+    assert card["world"] == "shapesworld" and card["system_prompt"] == "Answer yes or no."
+    assert (SHIPPED / "README.md").read_text().startswith("# shapes-verifier")
+    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 15 * 2**20
+
+
+@pytest.mark.parametrize("kind, floor", [("exist", 0.8), ("size", 0.8), ("colour", 0.75)])
+def test_answers_easy_kinds_on_clean_scenes(kind, floor):
+    v = HFVerifier(SHIPPED)
+    rng = random.Random(4242)
+    examples = []
+    while len(examples) < 60:
+        ex = semantic_example(rng, kind)
+        if ex is not None:
+            examples.append(ex)
+    scores = v.score_shared([ScoreItem(e.image, [("s", e.question)]) for e in examples])
+    accuracy = sum((s[0].p_yes > 0.5) == e.answer for s, e in zip(scores, examples)) / len(examples)
+    assert accuracy >= floor, f"{kind}: {accuracy:.2f}"
