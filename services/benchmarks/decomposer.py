@@ -104,11 +104,12 @@ def singleflight_calls(redis_url: str, n: int = 50, delay_s: float = 0.5) -> int
     return _SlowRules.calls
 
 
-def redis_outage(workdir: Path, n_before: int = 100, outage_s: float = 1.5) -> tuple[int, int, bool]:
+def redis_outage(workdir: Path, n_before: int = 100, outage_s: float = 1.5) -> tuple[int, int, bool, dict]:
     """Load the decomposer, stop its Redis mid-run, restart it; count failed requests."""
     redis = RedisServer(workdir=workdir).start()
     server, url = start_decomposer(env={"DECOMPOSER_REDIS_URL": redis.url, "DECOMPOSER_REDIS_RETRY_AFTER_S": "0.5"})
     failed = sent = 0
+    kinds: dict[str, int] = {}
     stop = threading.Event()
 
     def load() -> None:
@@ -119,11 +120,14 @@ def redis_outage(workdir: Path, n_before: int = 100, outage_s: float = 1.5) -> t
                 prompts = ["a blue cup and a red apple", f"{i % 7} yellow stars and a green circle"]
                 try:
                     r = c.post("/v1/decompose", json={"prompts": prompts})
-                    ok = r.status_code == 200 and all(x["error"] is None for x in r.json()["results"])
-                except httpx.HTTPError:
-                    ok = False
+                    errors = [x["error"]["code"] for x in r.json()["results"] if x["error"]] if r.status_code == 200 else []
+                    kind = f"http_{r.status_code}" if r.status_code != 200 else (errors[0] if errors else None)
+                except httpx.HTTPError as e:
+                    kind = type(e).__name__
                 sent += 1
-                failed += not ok
+                if kind:
+                    failed += 1
+                    kinds[kind] = kinds.get(kind, 0) + 1
                 i += 1
 
     with server:
@@ -142,7 +146,7 @@ def redis_outage(workdir: Path, n_before: int = 100, outage_s: float = 1.5) -> t
             c.post("/v1/decompose", json={"prompts": ["a resumed cache check"]})
             resumed = c.post("/v1/decompose", json={"prompts": ["a resumed cache check"]}).json()["results"][0]["cached"]
     redis.stop()
-    return failed, sent, bool(resumed)
+    return failed, sent, bool(resumed), kinds
 
 
 def dsg_recall(rules: RulesBackend) -> float:
@@ -193,8 +197,9 @@ def run(redis_url: str | None = None, skip_dsg: bool = False) -> dict:
         finally:
             if own:
                 own.stop()
-        failed, sent, resumed = redis_outage(Path(tmp))
-        figures.update(redis_outage_failed_requests=failed, redis_outage_requests=sent, redis_outage_cache_resumed=resumed)
+        failed, sent, resumed, kinds = redis_outage(Path(tmp))
+        figures.update(redis_outage_failed_requests=failed, redis_outage_requests=sent, redis_outage_cache_resumed=resumed,
+                       redis_outage_failure_kinds=kinds)
     if not skip_dsg:
         figures["dsg1k_question_recall"] = round(dsg_recall(rules), 4)
         figures["dsg1k_match"] = f"all-MiniLM-L6-v2 cosine >= {DSG_THRESHOLD}"

@@ -157,8 +157,10 @@ class RedisCache(DecompositionCache):
         return bool(got)
 
     async def release(self, key: str) -> None:
+        # Tried even while Redis is marked down: a leader whose `set` just timed out must not leave its lock
+        # behind, or other workers would wait out the lock's whole expiry for an answer that never comes.
         lock = self._locks.pop(key, None)
-        if lock is None or not self._available():
+        if lock is None:
             return
         try:
             await lock.release()  # type: ignore[attr-defined]

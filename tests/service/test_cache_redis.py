@@ -137,3 +137,20 @@ async def test_in_process_single_flight_without_redis(n, unique):
     prompts = [f"{i} cats {unique}" for i in range(n)]
     await asyncio.gather(*(svc.decompose(prompts) for _ in range(20)))
     assert backend.calls == n
+
+
+async def test_leader_releases_its_lock_even_after_a_redis_error(redis_url, unique):
+    """A leader whose `set` failed (Redis marked down by a timeout) must still drop its lock, or every other
+    worker would wait out the lock's expiry (this once made 4 of ~1,800 requests time out under load)."""
+    import time
+
+    import redis
+
+    metrics = DecomposerMetrics()
+    cache = RedisCache(redis_url, 60, metrics, timeout_s=0.5, retry_after_s=30, lock_s=30)
+    key = f"alphagrpo:test:{unique}"
+    assert await cache.acquire(key)
+    cache._down_until = time.monotonic() + 30  # as after a timed-out `set`
+    await cache.release(key)
+    assert not redis.Redis.from_url(redis_url).exists(key + ":lock")
+    await cache.aclose()
