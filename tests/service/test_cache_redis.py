@@ -25,7 +25,8 @@ class SlowCountingRules(RulesBackend):
 
 def make_service(url, backend=None, ttl_s=60, retry_after_s=0.2):
     metrics = DecomposerMetrics()
-    cache = RedisCache(url, ttl_s, metrics, timeout_s=0.2, retry_after_s=retry_after_s, lock_s=5)
+    # generous op timeout: these tests are about behaviour, not about a loaded machine timing Redis out
+    cache = RedisCache(url, ttl_s, metrics, timeout_s=2.0, retry_after_s=retry_after_s, lock_s=5)
     return DecomposerService(backend or RulesBackend(), cache, metrics, follow_timeout_s=5), metrics
 
 
