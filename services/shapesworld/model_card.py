@@ -59,7 +59,8 @@ Recipe (`alphagrpo shapes train-verifier`, `services/shapesworld/verifier_recipe
 {recipe_json}
 ```
 
-Trained for {steps:,} steps ({examples:,} question examples plus captions) in {minutes:.0f} minutes of CPU
+Trained for {steps:,} steps ({examples:,} examples, three quarters questions and one quarter captions) in
+{minutes:.0f} minutes of CPU
 time on the project's 2-core machine. Last validation during training: {validation}.
 
 ## Known limits
