@@ -56,7 +56,6 @@ def json_lm_path(tmp_path_factory):
     """A tiny Qwen2 LM trained in seconds to answer our decomposition prompt for TRAINED_PROMPTS."""
     from decomposer.backends.rules import RulesBackend
     from decomposer.llm import decompose_prompt_text, validate_prompt_text
-
     from tests.helpers.tiny import TRAINED_PROMPTS, llm_answer, train_json_lm
 
     rules = RulesBackend()

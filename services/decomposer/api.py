@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from dvreward.schemas import DecomposeRequest, DecomposeResponse, HealthResponse
-from serving.http import ERROR_RESPONSES, LimitExceeded
-
 from decomposer.service import DecomposerService
 from decomposer.settings import DecomposerSettings
+from dvreward.schemas import DecomposeRequest, DecomposeResponse, HealthResponse
+from serving.http import ERROR_RESPONSES, LimitExceeded
 
 router = APIRouter()
 

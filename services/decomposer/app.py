@@ -11,8 +11,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from serving.http import install
-
 from decomposer.api import router
 from decomposer.backends import build_backend
 from decomposer.backends.base import DecomposerBackend
@@ -20,6 +18,7 @@ from decomposer.cache import DecompositionCache, LocalCache, RedisCache
 from decomposer.metrics import DecomposerMetrics
 from decomposer.service import DecomposerService
 from decomposer.settings import DecomposerSettings, get_settings
+from serving.http import install
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,8 @@ import unicodedata
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 
-from dvreward.schemas import SCHEMA_VERSION, Decomposition
-
 from decomposer.metrics import DecomposerMetrics
+from dvreward.schemas import SCHEMA_VERSION, Decomposition
 
 log = logging.getLogger(__name__)
 _PREFIX = f"alphagrpo:decompose:v{SCHEMA_VERSION}:"

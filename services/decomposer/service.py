@@ -13,11 +13,10 @@ import asyncio
 import logging
 import time
 
-from dvreward.schemas import DecomposeResult, Decomposition, ItemError
-
 from decomposer.backends.base import BackendOutput, DecomposerBackend, ItemFailure
 from decomposer.cache import DecompositionCache, cache_key
 from decomposer.metrics import DecomposerMetrics
+from dvreward.schemas import DecomposeResult, Decomposition, ItemError
 
 log = logging.getLogger(__name__)
 _Outcome = tuple[Decomposition | ItemFailure, bool]  # (answer, came from the cache)

@@ -22,7 +22,14 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from dvreward.errors import BadRequest, ProtocolError, RateLimited, ServiceError, ServiceUnavailable, TransportError
+from dvreward.errors import (
+    BadRequest,
+    ProtocolError,
+    RateLimited,
+    ServiceError,
+    ServiceUnavailable,
+    TransportError,
+)
 from dvreward.schemas import (
     DecomposeRequest,
     DecomposeResponse,

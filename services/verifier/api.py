@@ -7,7 +7,6 @@ from fastapi.responses import JSONResponse
 
 from dvreward.schemas import HealthResponse, RewardRequest, RewardResponse, VerifyRequest, VerifyResponse
 from serving.http import ERROR_RESPONSES, BackendUnavailable
-
 from verifier.service import VerifierService
 
 router = APIRouter()

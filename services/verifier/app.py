@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from serving.http import install
-
 from verifier.api import router
 from verifier.backends.base import VerifierBackend
 from verifier.metrics import VerifierMetrics

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 
 from dvreward.schemas import QuestionScore
-
 from verifier.backends.base import ScoreItem, VerifierBackend
 from verifier.metrics import VerifierMetrics
 

@@ -29,9 +29,8 @@ from dvreward.schemas import (
     VerifyResult,
 )
 from serving.http import BackendUnavailable, LimitExceeded, Overloaded, ServiceError
-
 from verifier.backends.base import ScoreItem, VerifierBackend
-from verifier.batcher import Batcher, BatchFailed, QueueFull, observe_scores
+from verifier.batcher import Batcher, QueueFull, observe_scores
 from verifier.images import BadImage, decode_image
 from verifier.metrics import VerifierMetrics
 from verifier.scoring import REASON_BACKEND, REASON_TIMEOUT, failed

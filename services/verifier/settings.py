@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dvreward.schemas import MAX_ITEMS_PER_REQUEST, MAX_QUESTIONS
-
-
-
 
 
 class VerifierSettings(BaseSettings):

@@ -50,7 +50,7 @@ def verifier_url(tmp_path_factory):
     model = build_tiny_vlm(tmp_path_factory.mktemp("v") / "qwen", "qwen2_vl", seed=8)
     with ThreadedServer(create_decomposer(DecomposerSettings()), free_port()) as d:
         # one image per batch: rewards then do not depend on how requests happen to be batched
-        settings = VerifierSettings(decomposer_url=d.url, max_batch_images=1)
+        settings = VerifierSettings(hf_model_path=str(model), decomposer_url=d.url, max_batch_images=1)
         with ThreadedServer(create_verifier(settings), free_port()) as v:
             while httpx.get(v.url + "/health").status_code != 200:
                 time.sleep(0.05)

@@ -19,9 +19,8 @@ SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>", "<image>"]
 
 
 def _corpus() -> list[str]:
-    from dvreward.tags import QUALITY_ASPECTS, SEMANTIC_TAGS
-
     from decomposer.llm import DECOMPOSE_TEMPLATE, VALIDATE_TEMPLATE
+    from dvreward.tags import QUALITY_ASPECTS, SEMANTIC_TAGS
 
     lines = [DECOMPOSE_TEMPLATE, VALIDATE_TEMPLATE]
     lines += [f'{{"semantic": [{{"question": "Is there a {t}?", "tag": "{t}", "parents": [1, 2]}}]}}' for t in SEMANTIC_TAGS]

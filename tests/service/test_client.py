@@ -8,8 +8,7 @@ from fastapi.responses import JSONResponse
 
 from dvreward.client import AsyncDecomposerClient, DecomposerClient, RetryPolicy, Timeouts
 from dvreward.errors import BadRequest, ProtocolError, RateLimited, ServiceUnavailable, TransportError
-from serving.launch import free_port
-from serving.launch import ThreadedServer
+from serving.launch import ThreadedServer, free_port
 
 OK = {"results": [{"index": 0, "decomposition": None, "error": {"code": "x", "message": "y"}, "cached": False}]}
 FAST = RetryPolicy(max_attempts=4, backoff_s=0.01, max_backoff_s=0.5)

@@ -6,8 +6,8 @@ import time
 import httpx
 import pytest
 import schemathesis
-from schemathesis.generation import GenerationMode
 from hypothesis import HealthCheck, given, settings
+from schemathesis.generation import GenerationMode
 
 from decomposer.app import create_app as create_decomposer
 from decomposer.settings import DecomposerSettings

@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
-from shapesworld.questions import mixed_example, semantic_example
 from shapesworld.prompts import prompts
+from shapesworld.questions import mixed_example, semantic_example
 from shapesworld.verifier_recipe import (
-    RecipeConfig,
     Encoder,
+    RecipeConfig,
     aux_targets,
     build_model,
     build_tokenizer,

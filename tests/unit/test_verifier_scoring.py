@@ -5,8 +5,8 @@ import math
 import pytest
 from PIL import Image
 
-from verifier.batcher import _Unit, collate
 from verifier.backends.base import ScoreItem
+from verifier.batcher import _Unit, collate
 from verifier.images import BadImage, decode_image, encode_png
 from verifier.scoring import (
     REASON_NO_MASS,

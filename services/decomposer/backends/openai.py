@@ -16,8 +16,6 @@ import logging
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from dvreward.client import is_retryable_http
-
 from decomposer.backends.base import BackendOutput, DecomposerBackend, ItemFailure
 from decomposer.llm import (
     DECOMPOSITION_SCHEMA,
@@ -31,6 +29,7 @@ from decomposer.llm import (
     validate_prompt_text,
 )
 from decomposer.metrics import DecomposerMetrics
+from dvreward.client import is_retryable_http
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,11 @@ this backend is exact for the grammar it knows and says so (``complete=False``) 
 
 from __future__ import annotations
 
-from dvreward.schemas import Atom, Question
-from dvreward.tags import AtomCategory, QualityAspect, QuestionKind, SemanticTag
-
 from decomposer.backends.base import BackendOutput, DecomposerBackend, ItemFailure
 from decomposer.grammar import Entity, SceneGraph, parse_prompt, pluralize_noun
 from decomposer.lexicon import NUMBER_WORDS, Lexicon
+from dvreward.schemas import Atom, Question
+from dvreward.tags import AtomCategory, QualityAspect, QuestionKind, SemanticTag
 
 TEMPLATE_VERSION = "rules-1"
 _NUMBER_NAMES = {v: k for k, v in NUMBER_WORDS.items()}

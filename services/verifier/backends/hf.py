@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dvreward.schemas import QuestionScore
-
 from verifier.backends.base import ScoreItem, VerifierBackend
 from verifier.processors import QWEN_FAMILIES, load_processor, model_type
 from verifier.scoring import score_from_masses, yes_no_token_ids

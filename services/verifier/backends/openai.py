@@ -17,13 +17,17 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from dvreward.client import is_retryable_http
-
 from dvreward.schemas import QuestionScore
-
 from verifier.backends.base import ScoreItem, VerifierBackend
 from verifier.backends.hf import SYSTEM_PROMPT
 from verifier.images import data_uri
-from verifier.scoring import REASON_BACKEND, REASON_BAD_RESPONSE, REASON_NO_LOGPROBS, failed, score_from_top_logprobs
+from verifier.scoring import (
+    REASON_BACKEND,
+    REASON_BAD_RESPONSE,
+    REASON_NO_LOGPROBS,
+    failed,
+    score_from_top_logprobs,
+)
 
 log = logging.getLogger(__name__)
 
