@@ -223,25 +223,45 @@ def plan(
 def train(
     config: Annotated[str, typer.Option(help="YAML training config (configs/shapes-t2i.yaml)")],
     resume: Annotated[bool, typer.Option(help="continue from the run folder's checkpoint")] = False,
+    monitor_host: Annotated[str, typer.Option(help="interface for /status and /metrics (0.0.0.0 in a container)")] = "127.0.0.1",
 ) -> None:
-    """GRPO on the tiny UMM with DVReward from the verifier at reward.verifier_url (start it first)."""
+    """GRPO on the tiny UMM with DVReward from the verifier at reward.verifier_url (start it first). Under
+    torchrun, every rank runs this; gloo on CPU, NCCL on GPUs."""
     from pathlib import Path
 
     from transformers import AutoTokenizer
 
     from recipes.grpo import ShapesTask
     from trainer.config import TrainConfig
+    from trainer.distributed import init_from_env
+    from trainer.monitor import Monitor
     from trainer.policies.tiny_umm import TinyUMM
     from trainer.reward import RewardFetcher
     from trainer.train import train as run_training
 
     _logging("info")
+    dist = init_from_env()
     cfg = TrainConfig.from_yaml(config)
     policy = TinyUMM.load(cfg.model_path).train()
-    fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation, patience_s=cfg.reward.patience_s)
-    task = ShapesTask(AutoTokenizer.from_pretrained(cfg.model_path), fetcher, Path(cfg.run.run_dir))
-    records = run_training(cfg, policy, task, fetcher, resume=resume)
-    typer.echo(json.dumps(records[-1] if records else {}))
+    fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation, patience_s=cfg.reward.patience_s,
+                            holistic=cfg.reward.mode == "holistic")  # fmt: skip
+    task = ShapesTask(AutoTokenizer.from_pretrained(cfg.model_path), fetcher, Path(cfg.run.run_dir),
+                      **cfg.eval_kwargs())  # fmt: skip
+    monitor = None
+    if dist.is_main and cfg.run.monitor_port is not None:
+        monitor = Monitor(cfg.run.steps, cfg.run.run_dir)
+        typer.echo(f"trainer status on {monitor.serve(cfg.run.monitor_port, host=monitor_host)}/status", err=True)
+    try:
+        records = run_training(cfg, policy, task, fetcher, resume=resume, monitor=monitor)
+    finally:
+        fetcher.close()
+        if monitor is not None:
+            monitor.close()
+    if dist.is_main:
+        evals = [r for r in records if r.get("eval")]
+        summary = {"steps": records[-1]["step"] if records else 0, "run_dir": cfg.run.run_dir,
+                   "first_eval": evals[0] if evals else None, "last_eval": evals[-1] if evals else None}  # fmt: skip
+        typer.echo(json.dumps(summary))
 
 
 @app.command("export-openapi")

@@ -61,11 +61,22 @@ def save(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: d
         shutil.rmtree(old)
 
 
+def latest(run: Path) -> Path | None:
+    """The complete checkpoint folder of ``run``: ``checkpoint``, or ``checkpoint.old`` when a crash fell
+    between the two renames of ``save`` (``checkpoint.tmp`` is never trusted: it may be half-written)."""
+    for name in ("checkpoint", "checkpoint.old"):
+        if (Path(run) / name / "state.json").exists():
+            return Path(run) / name
+    return None
+
+
 def load(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    """Restore model and optimizer from ``run/checkpoint``; returns its state dict (without the optimizer)."""
+    """Restore model and optimizer from ``run``'s latest checkpoint; returns its state (without the optimizer)."""
     from safetensors.torch import load_file, load_model
 
-    ck = Path(run) / "checkpoint"
+    ck = latest(run)
+    if ck is None:
+        raise FileNotFoundError(f"no complete checkpoint under {run}")
     state = json.loads((ck / "state.json").read_text())
     load_model(model, str(ck / "model.safetensors"))
     load_optimizer(opt, load_file(str(ck / "optimizer.safetensors")), state.pop("optimizer"))
@@ -75,4 +86,7 @@ def load(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
 def load_extra(run: Path, stem: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(str(Path(run) / "checkpoint" / f"{stem}.safetensors"))
+    ck = latest(run)
+    if ck is None:
+        raise FileNotFoundError(f"no complete checkpoint under {run}")
+    return load_file(str(ck / f"{stem}.safetensors"))

@@ -80,6 +80,12 @@ class Question(_Wire):
         return self
 
 
+def holistic_question(prompt: str) -> Question:
+    """The single question of the holistic-reward baseline (the phrase the ShapesWorld verifier learnt)."""
+    return Question(id="holistic", text=f"Does the image match: {prompt.strip().rstrip('.?!')}?"[:MAX_QUESTION_CHARS],
+                    kind="semantic", tag="holistic")  # fmt: skip
+
+
 def check_question_graph(questions: list[Question]) -> None:
     """Raise ``ValueError`` if ids repeat, a parent id is unknown, or dependencies form a cycle."""
     ids = [q.id for q in questions]

@@ -1,7 +1,8 @@
 """The DVReward vocabulary: question kinds, semantic tags, quality aspects and atom categories.
 
 Semantic tags and quality aspects follow the reference decomposer (section 2.1 of the reference spec):
-ten semantic tags and eight quality aspects. One convention holds for *every* question, semantic or
+ten semantic tags and eight quality aspects, plus ``holistic`` for the single
+"Does the image match: <prompt>?" question of the holistic-reward baseline. One convention holds for *every* question, semantic or
 quality: it is phrased so that "yes" means the image satisfies the request ("Are there fewer than
 three clocks?", "Is the image free of dogs?", "Is the image sharp and free of blur?"), so P(yes) is
 always a score and aggregation never has to flip a sign.
@@ -28,6 +29,7 @@ class SemanticTag(str, Enum):
     environment = "environment"
     viewpoint = "viewpoint"
     negative = "negative"
+    holistic = "holistic"  # one question about the whole prompt: the holistic-reward baseline, not a decomposition
 
 
 class QualityAspect(str, Enum):

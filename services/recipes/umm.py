@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from checkpoint import latest as latest_checkpoint
 from shapesworld.oracle import evaluate
 from shapesworld.prompts import prompts, satisfying_scene
 from shapesworld.verifier_recipe import build_tokenizer, checkpoint, restore
@@ -136,7 +137,7 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     rng = random.Random(recipe.seed)
     gen = torch.Generator().manual_seed(recipe.seed)
     step, elapsed, last = 0, 0.0, {}
-    if resume and (run / "checkpoint" / "state.json").exists():
+    if resume and latest_checkpoint(run) is not None:
         state = restore(run, model, opt, rng)
         step, elapsed, last = state["step"], state["elapsed"], state["last_eval"]
         ema = load_extra(run, "ema")

@@ -135,13 +135,13 @@ class ThreadedServer:
     """Run an ASGI app under uvicorn in a background thread on a port (``with`` block): real HTTP on
     loopback without a subprocess, for tests and benchmarks that need to reach into the app."""
 
-    def __init__(self, app, port: int | None = None):
+    def __init__(self, app, port: int | None = None, host: str = "127.0.0.1"):
         import threading
 
         import uvicorn
 
         self.port = port or free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

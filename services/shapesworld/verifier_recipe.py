@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from checkpoint import latest as latest_checkpoint
 from shapesworld.prompts import all_prompts, prompts
 from shapesworld.questions import QUALITY, RELATION_WORDS, SEMANTIC_KINDS, Example, mixed_example
 from shapesworld.world import COLOURS, SHAPES, SIZES
@@ -298,7 +299,7 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
     rng = random.Random(cfg.seed)
     step, elapsed, last_eval = 0, 0.0, {}
-    if resume and (run / "checkpoint" / "state.json").exists():
+    if resume and latest_checkpoint(run) is not None:
         state = restore(run, model, opt, rng)
         step, elapsed, last_eval = state["step"], state["elapsed"], state["last_eval"]
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))

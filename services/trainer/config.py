@@ -37,6 +37,7 @@ class GRPOConfig:
     adv_clip: float = 5.0  # advantages clipped to +-adv_clip
     clip_range: float = 1e-4  # image ratio clip; choose it against the logged ratio spread
     inner_epochs: int = 1  # passes over one rollout batch (1 = on-policy)
+    kl_coef: float = 0.0  # image KL to the reference (the loaded base); 0 = off, as the reference's main configs
 
     def __post_init__(self) -> None:
         if self.std_scope not in ("round", "group"):
@@ -55,6 +56,20 @@ class RewardConfig:
     verifier_url: str = "http://127.0.0.1:8002"
     aggregation: str = "geometric"
     patience_s: float = 600.0  # how long a dead verifier may pause training
+    mode: str = "decomposed"  # "decomposed" (DVReward) or "holistic" (one "Does the image match: ...?" question)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("decomposed", "holistic"):
+            raise ValueError("reward.mode must be 'decomposed' or 'holistic'")
+
+
+@dataclass
+class EvalConfig:
+    prompts: int = 500  # fixed held-out explicit prompts (seeded sample); report the standard error
+    seed: int = 1234  # prompt sample and sampling noise
+    n_steps: int = 12  # ODE steps at evaluation (deterministic sampler)
+    shift: float = 3.0
+    cfg_scale: float = 3.0
 
 
 @dataclass
@@ -64,6 +79,8 @@ class RunConfig:
     run_dir: str = "runs/grpo"
     checkpoint_every: int = 10
     eval_every: int = 10  # 0 = never
+    eval_at_start: bool = True  # evaluate the loaded model before step 1 (the baseline of the run)
+    monitor_port: int | None = None  # serve /status and /metrics here while training (0 = a free port)
 
 
 @dataclass
@@ -73,12 +90,18 @@ class TrainConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def eval_kwargs(self) -> dict:
+        e = self.eval
+        return {"eval_prompts": e.prompts, "eval_seed": e.seed, "n_steps": e.n_steps, "shift": e.shift,
+                "cfg_scale": e.cfg_scale}  # fmt: skip
 
     @classmethod
     def from_dict(cls, raw: dict) -> TrainConfig:
         groups = {"rollout": RolloutConfig, "grpo": GRPOConfig, "optim": OptimConfig, "reward": RewardConfig,
-                  "run": RunConfig}  # fmt: skip
+                  "eval": EvalConfig, "run": RunConfig}  # fmt: skip
         unknown = sorted(set(raw) - set(groups) - {"model_path"})
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known: {sorted([*groups, 'model_path'])}")

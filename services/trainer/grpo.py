@@ -8,6 +8,8 @@
 * ``text_policy_loss``: GSPO-style sequence-level ratio (mean token log-ratio) with DAPO's asymmetric clip
   [1 - 0.2, 1 + 0.28], each sample multiplied by *its own* advantage. The reference multiplies a (B,)
   ratio by a (B, 1) advantage, which broadcasts to (B, B) and mixes samples; we do not.
+* ``gaussian_kl``: the closed-form KL between the current and the reference policy's SDE-step Gaussians
+  (same std, different means), for the optional image KL term.
 * ``k3_kl``: the k3 estimator of KL(pi_theta || pi_ref) per token, averaged per sequence.
 """
 
@@ -111,6 +113,15 @@ def k3_kl(token_logp: torch.Tensor, token_logp_ref: torch.Tensor, mask: torch.Te
     k3 = torch.exp(d) - d - 1
     m = mask.to(k3.dtype)
     return (k3 * m).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+def gaussian_kl(mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
+    """KL between two SDE-step Gaussians with the same std, per sample, averaged over elements (the same
+    per-element mean as the log-probs): mean((mu - mu_ref)^2) / (2 std^2), shape (B,). Flow-GRPO's KL term."""
+    std = torch.as_tensor(std, dtype=torch.float32)
+    if float(std) == 0:
+        return torch.zeros(mean.shape[0], dtype=mean.dtype)
+    return ((mean - mean_ref) ** 2).flatten(1).mean(1) / (2 * std**2)
 
 
 def check_first_ratio(log_ratio: torch.Tensor, tol: float = 1e-5) -> None:

@@ -8,6 +8,8 @@ the time the trainer spent blocked on them (``reward_wait_fraction``).
 A dead or overloaded verifier never turns into rewards: the fetcher logs loudly, pauses and retries until
 ``patience_s`` runs out, then raises ``RewardUnavailable`` (the training step is not taken). An item the
 verifier could not score comes back as NaN with its reason, which the GRPO maths then excludes.
+With ``holistic=True`` every item carries one supplied question, "Does the image match: <prompt>?" (the
+holistic-reward baseline the paper compares DVReward against), and the decomposer is not consulted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from dvreward.adapters import to_base64_png
 from dvreward.client import RetryPolicy, Timeouts, VerifierClient
 from dvreward.errors import DVRewardError, ProtocolError, RateLimited, ServiceUnavailable, TransportError
-from dvreward.schemas import Question, RewardItem
+from dvreward.schemas import Question, RewardItem, holistic_question
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class RewardFetcher:
     retry_every_s: float = 2.0
     threads: int = 4  # reward requests in flight (chunks of one step)
     read_timeout_s: float = 300.0
+    holistic: bool = False  # ask one "Does the image match: <prompt>?" question instead of the decomposition
     waited_s: float = field(default=0.0, init=False)  # time the trainer was blocked in wait()
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
 
@@ -60,6 +63,8 @@ class RewardFetcher:
     def submit(self, prompts: list[str], images: list[Any], questions: list[list[Question]] | None = None) -> Future:
         if len(prompts) != len(images):
             raise ValueError(f"{len(prompts)} prompts but {len(images)} images")
+        if questions is None and self.holistic:
+            questions = [[holistic_question(p)] for p in prompts]
         items = [RewardItem(prompt=p, image=to_base64_png(im), questions=qs)
                  for p, im, qs in zip(prompts, images, questions or [None] * len(prompts))]  # fmt: skip
         return self._pool.submit(self._fetch, items)

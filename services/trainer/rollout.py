@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.flow_sde import sde_step, timesteps
+from trainer.flow_sde import SDEStep, sde_step, timesteps
 from trainer.policies.base import Context, Policy
 
 
@@ -55,16 +55,20 @@ def sample_images(policy: Policy, ctx: Context, *, n_steps: int = 16, shift: flo
     )  # fmt: skip
 
 
+def replay_step(policy: Policy, ctx: Context, r: ImageRollout, k: int, *, noise_level: float = 0.7,
+                cfg_scale: float = 1.0) -> SDEStep:  # fmt: skip
+    """The ``k``-th stored window transition scored under the current weights (or the reference, inside
+    ``policy.reference()``): its log-prob and its Gaussian mean (for the KL term)."""
+    b = r.images.shape[0]
+    i = r.steps[k]
+    t, t_next = float(r.grid[i]), float(r.grid[i + 1])
+    v = policy.velocity(r.x_before[:, k], torch.full((b,), t), ctx, cfg_scale)
+    return sde_step(r.x_before[:, k], v, t, t_next, noise_level, t_cap=float(r.grid[1]), prev_sample=r.x_after[:, k])
+
+
 def recompute_logprobs(policy: Policy, ctx: Context, r: ImageRollout, *, noise_level: float = 0.7,
                        cfg_scale: float = 1.0, k: int | None = None) -> torch.Tensor:  # fmt: skip
     """Log-probs of the stored window transitions under the current weights, (B, W) (or (B,) for one ``k``)."""
-    b = r.images.shape[0]
-    out = []
-    for j, i in enumerate(r.steps):
-        if k is not None and j != k:
-            continue
-        t, t_next = float(r.grid[i]), float(r.grid[i + 1])
-        v = policy.velocity(r.x_before[:, j], torch.full((b,), t), ctx, cfg_scale)
-        out.append(sde_step(r.x_before[:, j], v, t, t_next, noise_level, t_cap=float(r.grid[1]),
-                            prev_sample=r.x_after[:, j]).log_prob)  # fmt: skip
+    ks = [k] if k is not None else range(len(r.steps))
+    out = [replay_step(policy, ctx, r, j, noise_level=noise_level, cfg_scale=cfg_scale).log_prob for j in ks]
     return out[0] if k is not None else torch.stack(out, 1)

@@ -8,7 +8,10 @@ current weights for the clipped-ratio loss (one backward per trained timestep, a
 How it departs from the reference: rewards come from the DVReward service over HTTP in batches, not one
 request per question; a failed reward is excluded, never a silent 0; the first-step ratio must be 1
 (checked); a round without any non-zero advantage is skipped with a warning instead of taking a zero
-step. Randomness is derived from (seed, step), so a resumed run continues bit-exactly on CPU.
+step. Randomness is derived from (seed, step, chunk), so a resumed run continues bit-exactly on CPU and
+N ranks under ``torchrun`` (``distributed.py``) draw exactly the images one process would. Rank 0 serves
+``/status`` and ``/metrics`` (``monitor.py``), evaluates (verifier reward and oracle side by side), writes
+``log.jsonl``, ``curves.png`` and checkpoints; resuming checks the restored weights' fingerprint.
 
 The task (prompts, tokenizer, evaluation) is injected: ``recipes/`` wires ShapesWorld in, so this file
 knows nothing about any world.
@@ -27,9 +30,11 @@ from typing import Protocol
 import torch
 
 from trainer.config import TrainConfig
-from trainer.grpo import check_first_ratio, group_advantages, image_policy_loss
+from trainer.distributed import Dist
+from trainer.grpo import check_first_ratio, gaussian_kl, group_advantages, image_policy_loss
+from trainer.monitor import Monitor, plot_curves
 from trainer.reward import RewardFetcher
-from trainer.rollout import recompute_logprobs, sample_images
+from trainer.rollout import replay_step, sample_images
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +52,12 @@ class Task(Protocol):
 @dataclass
 class StepStats:
     loss: float
-    reward: float
+    reward_mean: float
     reward_std: float
     frac_reward_zero_std: float
     n_invalid: int
-    clip_ratio: float
+    kl: float
+    clip_fraction: float
     ratio_max_dev: float
     skipped: bool
     sample_s: float
@@ -65,108 +71,175 @@ def step_rng(seed: int, step: int) -> tuple[random.Random, torch.Generator]:
     return random.Random(key), torch.Generator().manual_seed(key)
 
 
-def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig, step: int) -> StepStats:
+def chunk_generator(seed: int, step: int, chunk: int) -> torch.Generator:
+    """The noise of one rollout chunk: a function of (seed, step, global chunk index), so any rank (or a
+    resumed run) that samples this chunk draws exactly the same images."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + chunk)
+
+
+def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig, step: int,
+               dist: Dist = Dist()) -> StepStats:  # fmt: skip
     ro, gr = cfg.rollout, cfg.grpo
-    rng, gen = step_rng(cfg.run.seed, step)
-    prompts = task.train_prompts(rng, ro.prompts_per_step)
+    rng, _ = step_rng(cfg.run.seed, step)
+    prompts = task.train_prompts(rng, ro.prompts_per_step)  # the global batch; this rank takes its chunks
     ids, mask = task.tokenize(prompts)
     window_start = rng.randint(*ro.window_range)
     per_chunk = ro.prompts_per_step // ro.chunks
+    my_chunks = range(dist.rank * ro.chunks // dist.world, (dist.rank + 1) * ro.chunks // dist.world)
 
     # ---- rollout: one batched pass per chunk, rewards fetched while the next chunk samples ----------
     t0 = time.perf_counter()
     chunks, futures = [], []
-    for c in range(ro.chunks):
+    for c in my_chunks:
         sl = slice(c * per_chunk, (c + 1) * per_chunk)
         with torch.no_grad():
             ctx = policy.encode(ids[sl], mask[sl]).repeat(ro.group_size)
         r = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, window_start=window_start,
-                          window_len=ro.window_len, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale, generator=gen)  # fmt: skip
+                          window_len=ro.window_len, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale,
+                          generator=chunk_generator(cfg.run.seed, step, c))  # fmt: skip
         texts = [p for p in prompts[sl] for _ in range(ro.group_size)]
         futures.append(fetcher.submit(texts, task.to_images(r.images)))
         chunks.append((sl, r))
     sample_s = time.perf_counter() - t0
     waited0 = fetcher.waited_s
-    rewards = [v for f in futures for v in fetcher.wait(f).values]
+    local = torch.tensor([v for f in futures for v in fetcher.wait(f).values], dtype=torch.float64)
     reward_wait_s = fetcher.waited_s - waited0
 
-    # ---- advantages ---------------------------------------------------------------------------------
+    # ---- advantages over the global batch (NaN rewards excluded and counted) ------------------------
     t1 = time.perf_counter()
-    r_all = torch.tensor(rewards, dtype=torch.float64)
+    r_all = dist.all_gather_cat(local)
     groups = torch.arange(ro.prompts_per_step).repeat_interleave(ro.group_size)
     adv, valid, st = group_advantages(r_all, groups, std_scope=gr.std_scope, clip=gr.adv_clip)
     adv = adv.float()
     if not bool((adv[valid] != 0).any()):
         log.warning("step %d: no sample has a non-zero advantage (every group's rewards are equal): step skipped", step)
-        return StepStats(0.0, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, 0.0, 0.0, True,
-                         sample_s, reward_wait_s, 0.0)  # fmt: skip
+        return StepStats(0.0, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, 0.0, 0.0, 0.0,
+                         True, sample_s, reward_wait_s, 0.0)  # fmt: skip
 
-    # ---- policy update: one backward per trained timestep ----------------------------------------
-    losses, clip_fracs, devs = [], [], []
-    n_terms = ro.chunks * ro.window_len
+    # ---- policy update: one backward per trained timestep, gradients summed over ranks -------------
+    losses, kls, clip_fracs, devs = [], [], [], []
+    n_terms = ro.chunks * ro.window_len  # global: each term is a mean over one chunk's samples
+    params = [p for p in policy.parameters() if p.requires_grad]
     for epoch in range(gr.inner_epochs):
         opt.zero_grad(set_to_none=True)
-        for c, (sl, r) in enumerate(chunks):
+        for c, (sl, r) in zip(my_chunks, chunks):
             rows = slice(c * per_chunk * ro.group_size, (c + 1) * per_chunk * ro.group_size)
             a, ok = adv[rows], valid[rows]
             for k in range(len(r.steps)):
                 ctx = policy.encode(ids[sl], mask[sl]).repeat(ro.group_size)
-                logp = recompute_logprobs(policy, ctx, r, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale, k=k)
+                now = replay_step(policy, ctx, r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                 if epoch == 0:
-                    check_first_ratio(logp[ok] - r.logprobs[ok, k])
-                loss, ls = image_policy_loss(logp[ok], r.logprobs[ok, k], a[ok], gr.clip_range)
+                    check_first_ratio(now.log_prob[ok] - r.logprobs[ok, k])
+                loss, ls = image_policy_loss(now.log_prob[ok], r.logprobs[ok, k], a[ok], gr.clip_range)
+                if gr.kl_coef > 0:
+                    with torch.no_grad(), policy.reference():
+                        ref = replay_step(policy, policy.encode(ids[sl], mask[sl]).repeat(ro.group_size), r, k,
+                                          noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)  # fmt: skip
+                    kl = gaussian_kl(now.mean[ok], ref.mean[ok], now.std).mean()
+                    loss = loss + gr.kl_coef * kl
+                    kls.append(float(kl.detach()))
                 (loss / n_terms).backward()
                 losses.append(float(loss.detach()))
                 clip_fracs.append(ls.clip_frac)
                 devs.append(ls.ratio_max_dev)
-        torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], cfg.optim.grad_clip)
+        dist.sum_grads(params)
+        torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         opt.step()
-    return StepStats(sum(losses) / len(losses), st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid,
-                     sum(clip_fracs) / len(clip_fracs), max(devs), False, sample_s, reward_wait_s,
-                     time.perf_counter() - t1)  # fmt: skip
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+    loss_m, kl_m, clip_m = dist.mean([mean(losses), mean(kls), mean(clip_fracs)])
+    return StepStats(loss_m, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, kl_m, clip_m,
+                     dist.max(max(devs)), False, sample_s, reward_wait_s, time.perf_counter() - t1)  # fmt: skip
 
 
-def save_checkpoint(run: Path, policy, opt, step: int) -> None:
+def save_checkpoint(run: Path, policy, opt, step: int, fingerprint: float | None = None) -> None:
     """Weights, optimizer and step (safetensors + JSON, atomic: never half-written)."""
     from checkpoint import save
 
-    save(run, policy, opt, {"step": step})
+    save(run, policy, opt, {"step": step, "fingerprint": fingerprint})
 
 
 def load_checkpoint(run: Path, policy, opt) -> int:
+    """Restore the latest checkpoint and check that the restored policy evaluates as it did when saved."""
     from checkpoint import load
 
-    return load(run, policy, opt)["step"]
+    state = load(run, policy, opt)
+    if hasattr(policy, "check_fingerprint"):
+        policy.check_fingerprint(state.get("fingerprint"), f"checkpoint of {run}")
+    return state["step"]
 
 
 def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: bool = False,
-          progress: bool = True) -> list[dict]:  # fmt: skip
-    """Run ``cfg.run.steps`` steps (from the checkpoint if ``resume``); returns the JSONL records written."""
+          progress: bool = True, monitor: Monitor | None = None) -> list[dict]:  # fmt: skip
+    """Run ``cfg.run.steps`` steps (from the checkpoint if ``resume``); returns the JSONL records written.
+    Under ``torchrun`` every rank calls this; rank 0 alone logs, evaluates, plots and checkpoints."""
     from tqdm import tqdm
 
+    from checkpoint import latest
+
+    dist = Dist.current()
+    if cfg.rollout.chunks % dist.world:
+        raise ValueError(f"rollout.chunks ({cfg.rollout.chunks}) must be divisible by the world size ({dist.world})")
     run = Path(cfg.run.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     for p in policy.parameters():  # invariant: trainable weights stay in fp32 (bf16 masters lose small updates)
         assert not p.requires_grad or p.dtype == torch.float32, "trainable weights must be float32"
+    if cfg.grpo.kl_coef > 0 and hasattr(policy, "freeze_reference"):
+        policy.freeze_reference()  # the loaded base; a LoRA policy disables its adapters instead
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)  # fmt: skip
-    start = load_checkpoint(run, policy, opt) if resume and (run / "checkpoint").exists() else 0
-    records = []
-    with open(run / "log.jsonl", "a") as logf:
-        for step in tqdm(range(start, cfg.run.steps), initial=start, total=cfg.run.steps, disable=not progress,
-                         desc="grpo"):  # fmt: skip
-            t0 = time.perf_counter()
-            st = train_step(policy, task, fetcher, opt, cfg, step)
-            wall = time.perf_counter() - t0
-            rec = {"step": step + 1, **st.__dict__, "step_s": round(wall, 3),
-                   "reward_wait_fraction": round(st.reward_wait_s / wall, 4),
-                   "samples_per_s": round(cfg.rollout.prompts_per_step * cfg.rollout.group_size / wall, 2)}  # fmt: skip
-            if cfg.run.eval_every and (step + 1) % cfg.run.eval_every == 0:
-                rec["eval"] = task.evaluate(policy, step + 1)
-            if (step + 1) % cfg.run.checkpoint_every == 0 or step + 1 == cfg.run.steps:
-                save_checkpoint(run, policy, opt, step + 1)
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
+    start = load_checkpoint(run, policy, opt) if resume and latest(run) is not None else 0
+    fingerprint = policy.fingerprint() if hasattr(policy, "fingerprint") else None
+    main = dist.is_main
+    if main:
+        (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    records = _read_log(run / "log.jsonl", upto=start) if main and resume else []
+    if main and not resume:
+        (run / "log.jsonl").unlink(missing_ok=True)
+    if main and start == 0 and cfg.run.eval_every and cfg.run.eval_at_start:
+        base = {"step": 0, "eval": task.evaluate(policy, 0)}  # the starting point, same prompts and noise
+        log.info("step 0 eval: %s", base["eval"])
+        _append(run / "log.jsonl", base)
+        records.append(base)
+    dist.barrier()
+    bar = tqdm(range(start, cfg.run.steps), initial=start, total=cfg.run.steps, disable=not (progress and main),
+               desc="grpo")  # fmt: skip
+    for step in bar:
+        t0 = time.perf_counter()
+        st = train_step(policy, task, fetcher, opt, cfg, step, dist)
+        wall = time.perf_counter() - t0
+        rec = {"step": step + 1, **st.__dict__, "step_s": round(wall, 3),
+               "reward_wait_fraction": round(st.reward_wait_s / wall, 4),
+               "samples_per_second": round(cfg.rollout.prompts_per_step * cfg.rollout.group_size / wall, 2)}  # fmt: skip
+        if main and cfg.run.eval_every and (step + 1) % cfg.run.eval_every == 0:
+            rec["eval"] = task.evaluate(policy, step + 1)
+            bar.write(f"step {step + 1}: eval {rec['eval']}")
+        if main and ((step + 1) % cfg.run.checkpoint_every == 0 or step + 1 == cfg.run.steps):
+            save_checkpoint(run, policy, opt, step + 1, policy.fingerprint() if fingerprint is not None else None)
+        if main:
+            _append(run / "log.jsonl", rec)
             records.append(rec)
+            bar.set_postfix(reward=f"{st.reward_mean:.3f}", clip=f"{st.clip_fraction:.2f}")
+            if monitor is not None:
+                monitor.update(rec)
+            if rec.get("eval") or step + 1 == cfg.run.steps:
+                plot_curves([r for r in records if "loss" in r or r.get("eval")], run / "curves.png",
+                            title=f"GRPO {run.name}")  # fmt: skip
+        dist.barrier()
+    if monitor is not None:
+        monitor.set_state("finished")
     return records
+
+
+def _append(path: Path, rec: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    """The records of a resumed run up to its checkpoint (a crash may have logged steps past it: dropped)."""
+    if not path.exists():
+        return []
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = [r for r in recs if r["step"] <= upto]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return kept

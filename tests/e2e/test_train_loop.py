@@ -72,15 +72,48 @@ def config(run_dir, steps, url):
     )  # fmt: skip
 
 
+class MonitoredTask(ToyTask):
+    """Reads the trainer's own /status and /metrics over HTTP from inside the run (at each evaluation)."""
+
+    def __init__(self, monitor):
+        super().__init__()
+        self.monitor, self.seen = monitor, []
+
+    def evaluate(self, policy, step):
+        status = httpx.get(self.monitor_url + "/status").json()
+        metrics = httpx.get(self.monitor_url + "/metrics").text
+        self.seen.append((step, status, metrics))
+        return {"oracle_accuracy": 0.5, "verifier_reward": 0.5}
+
+
 def test_short_run_changes_parameters(verifier_url, tmp_path):
-    task = ToyTask()
+    from trainer.monitor import Monitor
+
+    monitor = Monitor(total_steps=2, run_dir=tmp_path / "run")
+    task = MonitoredTask(monitor)
+    task.monitor_url = monitor.serve(0)
     model = policy(task)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    records = train(config(tmp_path / "run", 2, verifier_url), model, task, RewardFetcher(verifier_url), progress=False)
+    cfg = config(tmp_path / "run", 2, verifier_url)
+    cfg.run.eval_every = 2
+    try:
+        records = train(cfg, model, task, RewardFetcher(verifier_url), progress=False, monitor=monitor)
+        final = httpx.get(task.monitor_url + "/status").json()
+    finally:
+        monitor.close()
+    assert records[0] == {"step": 0, "eval": {"oracle_accuracy": 0.5, "verifier_reward": 0.5}}  # baseline first
+    records = records[1:]
     assert len(records) == 2 and (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 10_000
+    # the status seen during step 2's evaluation is step 1's; the final one is step 2's, with the eval
+    (step, status, metrics), = [s for s in task.seen if s[0] == 2]
+    assert status["state"] == "training" and status["step"] == 1 and status["total_steps"] == 2
+    assert "alphagrpo_trainer_step 1.0" in metrics and "alphagrpo_trainer_reward_mean" in metrics
+    assert final["state"] == "finished" and final["step"] == 2 and final["last_eval"]["oracle_accuracy"] == 0.5
+    assert final["reward_mean"] == records[-1]["reward_mean"] and 0 <= final["reward_wait_fraction"] <= 1
     for r in records:
-        assert not r["skipped"] and math.isfinite(r["loss"]) and 0 < r["reward"] < 1 and r["n_invalid"] == 0
-        assert 0 <= r["reward_wait_fraction"] <= 1 and r["samples_per_s"] > 0
+        assert not r["skipped"] and math.isfinite(r["loss"]) and 0 < r["reward_mean"] < 1 and r["n_invalid"] == 0
+        assert 0 <= r["reward_wait_fraction"] <= 1 and r["samples_per_second"] > 0
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("unet.") for k in changed) and any(k.startswith("lm.") for k in changed)
 
@@ -96,6 +129,36 @@ def test_resume_is_bit_exact(verifier_url, tmp_path):
           progress=False)  # fmt: skip
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_kl_term_and_holistic_reward(verifier_url, tmp_path):
+    """With a KL coefficient the loss carries KL to the frozen base (0 on the first step, > 0 after an
+    update); the holistic mode asks the verifier one question per image and still trains."""
+    task = ToyTask()
+    model = policy(task)
+    cfg = config(tmp_path / "kl", 2, verifier_url)
+    cfg.grpo.kl_coef = 0.5
+    cfg.optim.lr = 1e-3
+    records = train(cfg, model, task, RewardFetcher(verifier_url, holistic=True), progress=False)
+    assert records[0]["kl"] == 0.0 and records[1]["kl"] > 0
+    assert all(0 < r["reward_mean"] < 1 and not r["skipped"] for r in records)
+    fetcher = RewardFetcher(verifier_url, holistic=True)
+    one = fetcher.wait(fetcher.submit(["a red circle"], task.to_images(torch.zeros(1, 3, 32, 32))))
+    assert len(one.values) == 1 and math.isnan(one.quality[0])  # no quality question: holistic P(yes) only
+
+
+def test_resume_refuses_weights_that_evaluate_differently(verifier_url, tmp_path):
+    import json
+
+    task = ToyTask()
+    train(config(tmp_path / "r", 1, verifier_url), policy(task), task, RewardFetcher(verifier_url), progress=False)
+    state = tmp_path / "r" / "checkpoint" / "state.json"
+    raw = json.loads(state.read_text())
+    raw["fingerprint"] += 0.01  # what loading into changed model code looks like
+    state.write_text(json.dumps(raw))
+    with pytest.raises(RuntimeError, match="different model"):
+        train(config(tmp_path / "r", 2, verifier_url), policy(task), task, RewardFetcher(verifier_url), resume=True,
+              progress=False)  # fmt: skip
 
 
 def test_config_rejects_impossible_combinations(tmp_path):

@@ -93,3 +93,13 @@ def test_timesteps_shift():
     assert t[0] == 1.0 and t[-1] == 0.0 and t[2] == pytest.approx(3 * 0.5 / (1 + 2 * 0.5))
     with pytest.raises(ValueError):
         sde_step(torch.zeros(1, 1), torch.zeros(1, 1), 0.5, 0.6, 0.7)
+
+
+def test_gaussian_kl_hand_computed():
+    from trainer.grpo import gaussian_kl
+
+    mean = torch.tensor([[1.0, 3.0], [0.0, 0.0]])
+    ref = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    # sample 0: mean of (1, 4) = 2.5, / (2 * 0.5^2) = 5; sample 1: identical means -> 0
+    assert torch.allclose(gaussian_kl(mean, ref, 0.5), torch.tensor([5.0, 0.0]))
+    assert torch.equal(gaussian_kl(mean, ref, 0.0), torch.zeros(2))  # an ODE step: no Gaussian, no KL

@@ -70,3 +70,19 @@ def test_flow_loss_and_save_load(tmp_path):
         a = m.eval().velocity(x, t, m.encode(ids, torch.ones_like(ids)))
         b = again.velocity(x, t, again.encode(ids, torch.ones_like(ids)))
     assert torch.equal(a, b)
+
+
+def test_loading_into_changed_model_code_fails_loudly(tmp_path):
+    import json
+
+    import pytest
+
+    m, _, _ = model_and_ctx()
+    m.save(tmp_path / "umm")
+    cfg_path = tmp_path / "umm" / "umm_config.json"
+    raw = json.loads(cfg_path.read_text())
+    assert abs(TinyUMM.load(tmp_path / "umm").fingerprint() - raw["fingerprint"]) < 1e-6
+    raw["attention_head_dim"] = 16  # same weight shapes, different computation: what a code change looks like
+    cfg_path.write_text(json.dumps(raw))
+    with pytest.raises(RuntimeError, match="different model"):
+        TinyUMM.load(tmp_path / "umm")

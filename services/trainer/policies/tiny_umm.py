@@ -137,20 +137,46 @@ class TinyUMM(nn.Module):
         return ((v.float() - (eps - x0)) ** 2).mean()
 
     # ---- persistence ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def fingerprint(self) -> float:
+        """The flow loss on a fixed seeded batch (random tokens and images, fixed t and noise): a cheap
+        evaluation that depends on every weight and on the model code. Saved beside the weights and checked
+        on load, so weights loaded into changed code fail loudly instead of training a broken model."""
+        g = torch.Generator().manual_seed(20260101)
+        ids = torch.randint(1, self.cfg.vocab_size, (2, 8), generator=g)
+        x0 = torch.rand((2, *self.image_shape), generator=g) * 2 - 1
+        was = self.training
+        self.eval()
+        loss = self.flow_loss(x0, self.encode(ids, torch.ones_like(ids)), generator=g)
+        self.train(was)
+        return float(loss)
+
+    def check_fingerprint(self, recorded: float | None, where: str) -> None:
+        if recorded is None:
+            return
+        now = self.fingerprint()
+        if abs(now - recorded) > 1e-4 * max(1.0, abs(recorded)):
+            raise RuntimeError(f"{where}: the model evaluates to {now:.6f} on the fixed probe batch but recorded "
+                               f"{recorded:.6f} when it was saved: the weights were loaded into different model "
+                               "code (or a different config); refusing to train on them")  # fmt: skip
+
     def save(self, path: str | Path) -> None:
         from safetensors.torch import save_model
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_model(self, str(path / "model.safetensors"))
-        (path / "umm_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+        raw = asdict(self.cfg) | {"fingerprint": self.fingerprint()}
+        (path / "umm_config.json").write_text(json.dumps(raw, indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> TinyUMM:
         from safetensors.torch import load_model
 
         raw = json.loads((Path(path) / "umm_config.json").read_text())
+        recorded = raw.pop("fingerprint", None)
         raw["unet_channels"] = tuple(raw["unet_channels"])
         model = cls(TinyUMMConfig(**raw))
         load_model(model, str(Path(path) / "model.safetensors"))
+        model.check_fingerprint(recorded, str(path))
         return model.eval()
