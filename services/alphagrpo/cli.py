@@ -117,6 +117,21 @@ def bench_verifier(
     _emit(figures, json_out)
 
 
+@bench_app.command("trainer")
+def bench_trainer(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    config: Annotated[str, typer.Option(help="the training config whose rollout is measured")] = "configs/shapes-t2i.yaml",
+    model: Annotated[str | None, typer.Option(help="UMM folder (default: the config's model_path)")] = None,
+    steps: Annotated[int, typer.Option(help="measured GRPO steps (after one warm-up step)")] = 4,
+    repeats: Annotated[int, typer.Option(help="timing repeats for the group-batching figure")] = 3,
+) -> None:
+    """Group-batched sampling speed-up (G=8), reward-wait fraction of real steps, bit-exact resume."""
+    from benchmarks.trainer import run
+
+    _logging("warning")
+    _emit(run(config, model, steps=steps, repeats=repeats, progress=not json_out), json_out)
+
+
 @shapes_app.command("oracle-selftest")
 def shapes_oracle_selftest(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
