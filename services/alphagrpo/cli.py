@@ -296,14 +296,20 @@ def export_openapi(folder: str = "docs") -> None:
 def demo(
     prompt: Annotated[str, typer.Option(help="the prompt")] = "a red circle to the left of a blue square",
     image: Annotated[str | None, typer.Option(help="a PNG/JPEG/WebP to score (default: docs/example.png)")] = None,
+    minutes: Annotated[float, typer.Option(help="GRPO training time after the reward demo (0: reward demo only)")] = 3.0,
+    run_dir: Annotated[str, typer.Option(help="where the GRPO demo leaves its report, curves and grids")] = "runs/demo",
+    model: Annotated[str | None, typer.Option(help="UMM folder (default: models/shapes-umm)")] = None,
+    eval_prompts: Annotated[int, typer.Option(help="held-out prompts evaluated before and after")] = 64,
 ) -> None:
-    """Start the decomposer and the verifier on their embedded defaults and score an image with DVReward."""
+    """Start the decomposer and the verifier on their embedded defaults, score an image with DVReward, then
+    train the tiny UMM with GRPO against them for a few minutes (report, curves and grids in --run-dir)."""
     from pathlib import Path
 
-    from alphagrpo.demo import run_demo
+    from alphagrpo.demo import DEFAULT_UMM, run_demo
 
     _logging("warning")
-    run_demo(prompt, Path(image) if image else None)
+    run_demo(prompt, Path(image) if image else None, minutes=minutes, run_dir=Path(run_dir),
+             model=Path(model) if model else DEFAULT_UMM, eval_prompts=eval_prompts)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class RunConfig:
     checkpoint_every: int = 10
     eval_every: int = 10  # 0 = never
     eval_at_start: bool = True  # evaluate the loaded model before step 1 (the baseline of the run)
+    max_minutes: float | None = None  # stop (checkpoint and final eval) after this much wall time
     monitor_port: int | None = None  # serve /status and /metrics here while training (0 = a free port)
 
 

@@ -203,6 +203,7 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
     dist.barrier()
     bar = tqdm(range(start, cfg.run.steps), initial=start, total=cfg.run.steps, disable=not (progress and main),
                desc="grpo")  # fmt: skip
+    t_start = time.monotonic()
     for step in bar:
         t0 = time.perf_counter()
         st = train_step(policy, task, fetcher, opt, cfg, step, dist)
@@ -210,10 +211,12 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
         rec = {"step": step + 1, **st.__dict__, "step_s": round(wall, 3),
                "reward_wait_fraction": round(st.reward_wait_s / wall, 4),
                "samples_per_second": round(cfg.rollout.prompts_per_step * cfg.rollout.group_size / wall, 2)}  # fmt: skip
-        if main and cfg.run.eval_every and (step + 1) % cfg.run.eval_every == 0:
+        out_of_time = cfg.run.max_minutes is not None and time.monotonic() - t_start > cfg.run.max_minutes * 60
+        last = step + 1 == cfg.run.steps or dist.max(float(out_of_time)) > 0  # every rank stops together
+        if main and cfg.run.eval_every and ((step + 1) % cfg.run.eval_every == 0 or last):
             rec["eval"] = task.evaluate(policy, step + 1)
             bar.write(f"step {step + 1}: eval {rec['eval']}")
-        if main and ((step + 1) % cfg.run.checkpoint_every == 0 or step + 1 == cfg.run.steps):
+        if main and ((step + 1) % cfg.run.checkpoint_every == 0 or last):
             save_checkpoint(run, policy, opt, step + 1, policy.fingerprint() if fingerprint is not None else None)
         if main:
             _append(run / "log.jsonl", rec)
@@ -221,10 +224,12 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
             bar.set_postfix(reward=f"{st.reward_mean:.3f}", clip=f"{st.clip_fraction:.2f}")
             if monitor is not None:
                 monitor.update(rec)
-            if rec.get("eval") or step + 1 == cfg.run.steps:
+            if rec.get("eval") or last:
                 plot_curves([r for r in records if "loss" in r or r.get("eval")], run / "curves.png",
                             title=f"GRPO {run.name}")  # fmt: skip
         dist.barrier()
+        if last:
+            break
     if monitor is not None:
         monitor.set_state("finished")
     return records

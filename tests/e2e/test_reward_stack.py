@@ -33,8 +33,27 @@ def test_readme_reward_curl(tmp_path):
             assert res.reward == pytest.approx((res.semantic * res.quality) ** 0.5)
 
 
-def test_demo_command_runs():
-    out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", "demo"], capture_output=True, text=True,
-                         timeout=300, check=True, cwd=ROOT)  # fmt: skip
+def test_demo_command_runs(tmp_path):
+    """The README's main command end to end, on a small UMM saved the way train-umm saves one: the reward
+    demo, then a time-limited GRPO run that leaves its report, curves and grids."""
+    import torch
+
+    from recipes.umm import umm_tokenizer
+    from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
+
+    tok = umm_tokenizer()
+    torch.manual_seed(0)
+    TinyUMM(TinyUMMConfig(vocab_size=len(tok) + (-len(tok)) % 32, pad_token_id=tok.pad_token_id, text_hidden=32,
+                          text_layers=1, image_size=32, unet_channels=(16, 32), cross_dim=32,
+                          attention_head_dim=8)).save(tmp_path / "umm")  # fmt: skip
+    tok.save_pretrained(tmp_path / "umm")
+    run = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", "demo", "--minutes", "0.05", "--model",
+                          str(tmp_path / "umm"), "--run-dir", str(run), "--eval-prompts", "8"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
     assert "DVReward = sqrt(semantic x quality)" in out.stdout and "P(yes)=" in out.stdout
-    json.dumps(out.stdout)
+    assert "# GRPO demo" in out.stdout and (run / "report.md").exists() and (run / "curves.png").exists()
+    assert (run / "eval-000000.png").exists() and (run / "checkpoint" / "model.safetensors").exists()
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert logged[0]["step"] == 0 and logged[-1]["step"] >= 1 and "eval" in logged[-1]

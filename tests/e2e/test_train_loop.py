@@ -185,4 +185,9 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     assert out["n_prompts"] == 6 and 0 <= out["oracle_accuracy"] <= 1 and 0 < out["verifier_reward"] < 1
     assert (tmp_path / "eval-000003.png").exists()
     cfg = TrainConfig.from_yaml("configs/shapes-t2i.yaml")
-    assert cfg.rollout.group_size == 8 and cfg.model_path == "models/shapes-umm"
+    assert cfg.rollout.group_size == 8 and cfg.model_path == "models/shapes-umm" and cfg.eval.prompts >= 500
+    ablation = TrainConfig.from_yaml("configs/shapes-t2i-holistic.yaml")
+    assert ablation.reward.mode == "holistic" and ablation.run.run_dir != cfg.run.run_dir
+    # the ablation differs from the main config in the reward and the run folder only: the same budget
+    same = lambda c: {**c.to_dict(), "reward": {**c.to_dict()["reward"], "mode": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
+    assert same(cfg) == same(ablation)
