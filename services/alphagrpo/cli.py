@@ -236,12 +236,12 @@ def plan(
 
 @app.command()
 def train(
-    config: Annotated[str, typer.Option(help="YAML training config (configs/shapes-t2i.yaml)")],
+    config: Annotated[str | None, typer.Option(help="YAML training config (default: TRAINER_CONFIG)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the run folder's checkpoint")] = False,
-    monitor_host: Annotated[str, typer.Option(help="interface for /status and /metrics (0.0.0.0 in a container)")] = "127.0.0.1",
 ) -> None:
     """GRPO on the tiny UMM with DVReward from the verifier at reward.verifier_url (start it first). Under
-    torchrun, every rank runs this; gloo on CPU, NCCL on GPUs."""
+    torchrun, every rank runs this; gloo on CPU, NCCL on GPUs. TRAINER_* variables override the config's
+    deployment fields (verifier URL and key, model, run folder, monitor address)."""
     from pathlib import Path
 
     from transformers import AutoTokenizer
@@ -252,20 +252,23 @@ def train(
     from trainer.monitor import Monitor
     from trainer.policies.tiny_umm import TinyUMM
     from trainer.reward import RewardFetcher
+    from trainer.settings import TrainerSettings
     from trainer.train import train as run_training
 
-    _logging("info")
+    settings = TrainerSettings()
+    _logging(settings.log_level)
     dist = init_from_env()
-    cfg = TrainConfig.from_yaml(config)
+    cfg = settings.apply(TrainConfig.from_yaml(config or settings.config))
     policy = TinyUMM.load(cfg.model_path).train()
+    key = settings.verifier_api_key.get_secret_value() if settings.verifier_api_key else None
     fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation, patience_s=cfg.reward.patience_s,
-                            holistic=cfg.reward.mode == "holistic")  # fmt: skip
+                            holistic=cfg.reward.mode == "holistic", api_key=key)  # fmt: skip
     task = ShapesTask(AutoTokenizer.from_pretrained(cfg.model_path), fetcher, Path(cfg.run.run_dir),
                       **cfg.eval_kwargs())  # fmt: skip
     monitor = None
     if dist.is_main and cfg.run.monitor_port is not None:
         monitor = Monitor(cfg.run.steps, cfg.run.run_dir)
-        typer.echo(f"trainer status on {monitor.serve(cfg.run.monitor_port, host=monitor_host)}/status", err=True)
+        typer.echo(f"trainer status on {monitor.serve(cfg.run.monitor_port, host=settings.monitor_host)}/status", err=True)
     try:
         records = run_training(cfg, policy, task, fetcher, resume=resume, monitor=monitor)
     finally:

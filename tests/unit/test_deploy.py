@@ -13,6 +13,8 @@ from decomposer.settings import DecomposerSettings
 from serving.openapi import service_schemas
 from verifier.app import create_app as verifier_app
 from verifier.metrics import VerifierMetrics
+from trainer.monitor import Monitor, TrainerMetrics
+from trainer.settings import TrainerSettings
 from verifier.settings import VerifierSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +23,8 @@ SERVICES = COMPOSE["services"]
 ENV_EXAMPLE = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))  # fmt: skip
 OURS = {"decomposer": ("DECOMPOSER_", DecomposerSettings, 8001), "decomposer-cpu": ("DECOMPOSER_", DecomposerSettings, 8001),
-        "verifier": ("VERIFIER_", VerifierSettings, 8002), "verifier-cpu": ("VERIFIER_", VerifierSettings, 8002)}  # fmt: skip
+        "verifier": ("VERIFIER_", VerifierSettings, 8002), "verifier-cpu": ("VERIFIER_", VerifierSettings, 8002),
+        "trainer": ("TRAINER_", TrainerSettings, 9400), "trainer-cpu": ("TRAINER_", TrainerSettings, 9400)}  # fmt: skip
 
 
 def in_profile(profile):
@@ -39,20 +42,21 @@ def interpolate(text: str) -> str:
 
 
 @pytest.mark.parametrize("profile, expected", [
-    ("cpu", {"redis", "decomposer-cpu", "verifier-cpu", "prometheus", "grafana"}),
-    ("gpu", {"redis", "vllm-llm", "vllm-mllm", "decomposer", "verifier", "prometheus", "grafana"}),
+    ("cpu", {"redis", "decomposer-cpu", "verifier-cpu", "trainer-cpu", "prometheus", "grafana"}),
+    ("gpu", {"redis", "vllm-llm", "vllm-mllm", "decomposer", "verifier", "trainer", "prometheus", "grafana"}),
 ])  # fmt: skip
 def test_profiles_and_dependencies(profile, expected):
     services = in_profile(profile)
     assert set(services) == expected
     for name, s in services.items():
-        assert "healthcheck" in s and s.get("restart") == "unless-stopped", name
+        # servers restart always; the trainer only after a crash (a finished run stays finished)
+        assert "healthcheck" in s and s.get("restart") == ("on-failure" if "trainer" in name else "unless-stopped"), name
         for dep, cond in s.get("depends_on", {}).items():
             assert dep in services, f"{name} depends on {dep}, which is not in profile {profile}"
             assert cond == {"condition": "service_healthy"}
     aliases = {a for s in services.values() for a in s.get("networks", {}).get("default", {}).get("aliases", [])}
     names = set(services) | aliases
-    assert {"decomposer", "verifier"} <= names  # the verifier and Prometheus reach them by these names
+    assert {"decomposer", "verifier", "trainer"} <= names  # the services and Prometheus reach them by these names
     ports = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
     assert len(ports) == len(set(ports))
 
@@ -71,7 +75,9 @@ def test_health_urls_and_ports_are_real_routes():
     from fastapi.testclient import TestClient
 
     routes = {}
-    for name, app in (("decomposer", decomposer_app(DecomposerSettings())), ("verifier", verifier_app(VerifierSettings()))):
+    apps = (("decomposer", decomposer_app(DecomposerSettings())), ("verifier", verifier_app(VerifierSettings())),
+            ("trainer", Monitor(1, "runs/x").app()))  # fmt: skip
+    for name, app in apps:
         with TestClient(app) as client:  # ask the running app: a path is real when it does not answer 404
             routes[name] = {p for p in ("/health", "/ready", "/metrics", "/v1/decompose", "/v1/reward")
                             if client.get(p).status_code != 404}  # fmt: skip
@@ -93,7 +99,7 @@ def test_no_secret_in_compose():
 def test_prometheus_scrapes_every_service():
     cfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = {(j["job_name"], n, d["port"]) for j in cfg["scrape_configs"] for d in j["dns_sd_configs"] for n in d["names"]}
-    assert targets == {("decomposer", "decomposer", 8001), ("verifier", "verifier", 8002)}
+    assert targets == {("decomposer", "decomposer", 8001), ("verifier", "verifier", 8002), ("trainer", "trainer", 9400)}
 
 
 def _exposed(registry) -> set[str]:
@@ -106,15 +112,24 @@ def _exposed(registry) -> set[str]:
 
 def test_every_dashboard_metric_exists():
     exposed = _exposed(DecomposerMetrics().registry) | _exposed(VerifierMetrics().registry)
-    dash = json.loads((ROOT / "deploy/grafana/dashboards/reward-services.json").read_text())
-    used = {m for p in dash["panels"] for t in p["targets"] for m in re.findall(r"alphagrpo_\w+", t["expr"])}
-    assert used and used <= exposed, used - exposed
+    exposed |= _exposed(TrainerMetrics().registry)
     ds = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
-    assert ds["datasources"][0]["uid"] == {p["datasource"]["uid"] for p in dash["panels"]}.pop()
+    files = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+    assert {f.name for f in files} == {"reward-services.json", "trainer.json"}
+    for f in files:
+        dash = json.loads(f.read_text())
+        used = {m for p in dash["panels"] for t in p["targets"] for m in re.findall(r"alphagrpo_\w+", t["expr"])}
+        assert used and used <= exposed, (f.name, used - exposed)
+        assert ds["datasources"][0]["uid"] == {p["datasource"]["uid"] for p in dash["panels"]}.pop()
+    trainer = json.loads((ROOT / "deploy/grafana/dashboards/trainer.json").read_text())
+    used = {m for p in trainer["panels"] for t in p["targets"] for m in re.findall(r"alphagrpo_trainer_\w+", t["expr"])}
+    assert {"alphagrpo_trainer_reward_mean", "alphagrpo_trainer_eval_oracle_accuracy", "alphagrpo_trainer_kl",
+            "alphagrpo_trainer_clip_fraction", "alphagrpo_trainer_samples_per_second"} <= used  # fmt: skip
 
 
 @pytest.mark.parametrize("dockerfile, extra", [("decomposer.Dockerfile", "decomposer"), ("verifier.Dockerfile", "verifier"),
-                                               ("verifier-cuda.Dockerfile", "verifier")])  # fmt: skip
+                                               ("verifier-cuda.Dockerfile", "verifier"), ("trainer.Dockerfile", "trainer"),
+                                               ("trainer-cuda.Dockerfile", "trainer")])  # fmt: skip
 def test_dockerfiles(dockerfile, extra):
     text = (ROOT / "docker" / dockerfile).read_text()
     bases = re.findall(r"^FROM (\S+)", text, re.M)
