@@ -4,7 +4,9 @@ Rewards come from a behavioural stand-in for the verifier: a deterministic funct
 share of reddish pixels) behind the ``RewardFetcher`` interface, so the test isolates the distributed maths
 from HTTP batching. Every rank writes its final parameters to ``<out>/rank<r>.safetensors``.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/helpers/ddp_train.py OUT_DIR
+    python -m torch.distributed.run --nproc_per_node 2 tests/helpers/ddp_train.py OUT_DIR [STEPS] [--resume]
+
+It checkpoints after every step, so the fault test can SIGKILL it between or during checkpoints.
 """
 
 import random
@@ -73,9 +75,10 @@ def main(out: Path) -> None:
     cfg = TrainConfig(
         rollout=RolloutConfig(group_size=3, prompts_per_step=4, chunks=2, n_steps=4, window_len=2, window_range=(0, 1)),
         grpo=GRPOConfig(clip_range=1e-2, std_scope="round"), optim=OptimConfig(lr=1e-3),
-        run=RunConfig(steps=int(sys.argv[2]) if len(sys.argv) > 2 else 1, run_dir=str(out / "run"), checkpoint_every=10, eval_every=0),
+        run=RunConfig(steps=int(sys.argv[2]) if len(sys.argv) > 2 else 1, run_dir=str(out / "run"), checkpoint_every=1,
+                      eval_every=0),
     )  # fmt: skip
-    records = train(cfg, model, task, RednessReward(), progress=False)
+    records = train(cfg, model, task, RednessReward(), resume="--resume" in sys.argv, progress=False)
     save_file({k: v.clone() for k, v in model.state_dict().items()}, str(out / f"rank{dist.rank}.safetensors"))
     # the last step's gradient after the all-reduce (and clipping): what the optimizer applied
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
