@@ -132,6 +132,21 @@ def bench_trainer(
     _emit(run(config, model, steps=steps, repeats=repeats, progress=not json_out), json_out)
 
 
+@bench_app.command("load")
+def bench_load(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    decomposer_requests: Annotated[int, typer.Option(help="cache-path requests to the decomposer")] = 2000,
+    concurrency: Annotated[int, typer.Option(help="concurrent clients for the decomposer")] = 64,
+    verifier_requests: Annotated[int, typer.Option(help="/v1/reward requests to the verifier")] = 200,
+    verifier_concurrency: Annotated[int, typer.Option(help="concurrent clients for the verifier")] = 16,
+) -> None:
+    """Bounded load over loopback: errors (other than deliberate 429s), p50/p99 latency, RSS before/after."""
+    from benchmarks.load import run
+
+    _logging("warning")
+    _emit(run(decomposer_requests, concurrency, verifier_requests, verifier_concurrency), json_out)
+
+
 @shapes_app.command("oracle-selftest")
 def shapes_oracle_selftest(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
