@@ -67,6 +67,42 @@ def error_response(status: int, type_: str, message: str, field: str | None = No
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers)
 
 
+class ChunkedBodyLimit:
+    """ASGI middleware for bodies sent without a Content-Length (chunked transfer encoding): reads the body
+    up to the limit and answers 413 as soon as it is exceeded, so a streamed body cannot slip past the limit
+    the Content-Length check enforces. Bodies with a Content-Length pass straight through."""
+
+    def __init__(self, app, max_body_bytes: Callable[[], int]):
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or any(
+            k == b"content-length" for k, _ in scope["headers"]
+        ):
+            return await self.app(scope, receive, send)
+        limit, body, more = self.max_body_bytes(), bytearray(), True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            body += msg.get("body", b"")
+            more = msg.get("more_body", False)
+            if len(body) > limit:
+                resp = error_response(413, "payload_too_large", f"request body exceeds the limit of {limit} bytes",
+                                      "body", limit)  # fmt: skip
+                return await resp(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def _loc_to_field(loc: tuple) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     out = ""
@@ -91,6 +127,7 @@ def _validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse
 def install(app: FastAPI, *, service: str, registry: CollectorRegistry, api_key: Callable[[], str | None],
             max_body_bytes: Callable[[], int], request_seconds: Histogram) -> None:  # fmt: skip
     """Error handlers, auth, body limit, request metrics and ``/metrics`` for one service app."""
+    app.add_middleware(ChunkedBodyLimit, max_body_bytes=max_body_bytes)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:

@@ -67,6 +67,23 @@ def test_malformed_json_and_oversized_body(client):
     assert client.get("/v1/nope").json()["error"]["type"] == "not_found"
 
 
+def test_chunked_body_without_content_length_is_limited_too(client):
+    """A streamed body (Transfer-Encoding: chunked, no Content-Length) meets the same 413 and the same
+    limit; a small streamed body is served normally."""
+    import json
+
+    def stream(data: bytes):
+        for i in range(0, len(data), 512):
+            yield data[i : i + 512]
+
+    big = json.dumps({"prompts": ["a" * 70] * 70}).encode()
+    r = client.post("/v1/decompose", content=stream(big), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["field"] == "body" and r.json()["error"]["limit"] == 4096
+    small = json.dumps({"prompts": ["a red circle"]}).encode()
+    r = client.post("/v1/decompose", content=stream(small), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["results"][0]["decomposition"]["questions"]
+
+
 def test_health_ready_metrics_openapi(client):
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["backend"] == "rules"
