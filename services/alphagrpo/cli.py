@@ -189,13 +189,17 @@ def shapes_train_umm(
     resume: Annotated[bool, typer.Option(help="continue from run_dir/checkpoint")] = False,
     batch: int = 32,
     lr: float = 5e-4,
+    plan_cond: Annotated[float, typer.Option(help="share of image rows conditioned on 'prompt <think> plan </think>'")] = 0.0,
+    plan_lm_weight: Annotated[float, typer.Option(help="weight of the plan-writing LM loss (0: off)")] = 0.0,
 ) -> None:
-    """Pretrain the tiny UMM (flow matching on ShapesWorld) on CPU; seeded, resumable, with a progress bar."""
+    """Pretrain the tiny UMM (flow matching on ShapesWorld) on CPU; seeded, resumable, with a progress bar.
+    A resumed run may change the recipe (every version is kept in run_dir/recipe-history.jsonl)."""
     from pathlib import Path
 
     from recipes.umm import UMMRecipe, train_umm
 
-    result = train_umm(UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr), Path(run_dir), Path(out), resume=resume)
+    recipe = UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr, plan_cond=plan_cond, plan_lm_weight=plan_lm_weight)
+    result = train_umm(recipe, Path(run_dir), Path(out), resume=resume)
     typer.echo(json.dumps(result))
 
 

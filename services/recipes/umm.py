@@ -1,9 +1,12 @@
 """Recipe of the tiny UMM base model (``alphagrpo shapes train-umm``): flow-matching pretraining of
 ``trainer.policies.tiny_umm.TinyUMM`` on ShapesWorld, on CPU, seeded and resumable.
 
-Data: explicit training-split prompts (implicit ones stay for the reasoning issue) with scenes that satisfy
-them, rendered at 32x32 and scaled to [-1, 1]; 10 % of rows see the null context (for classifier-free
-guidance). The text model trains end to end with the image loss. An EMA of the weights (decay 0.999) is what
+Data: explicit training-split prompts with scenes that satisfy them, rendered at 32x32 and scaled to
+[-1, 1]; 10 % of rows see the null context (for classifier-free guidance). Planning (for reasoning
+text-to-image): with ``plan_cond`` > 0 that share of image rows is conditioned on ``prompt <think> plan
+</think>``, where the plan is the prompt's explicit resolution, and implicit training prompts join the image
+rows only in that form; with ``plan_lm_weight`` > 0 the language model also learns to write the plan after
+``<think>`` (cross-entropy on the plan's tokens), so the reasoning trainer starts from a policy that plans. The text model trains end to end with the image loss. An EMA of the weights (decay 0.999) is what
 gets evaluated and shipped. Evaluation: a fixed set of held-out explicit prompts, one image each from a fixed
 noise with the ODE sampler (guidance 3), judged by the ShapesWorld oracle, per GenEval category.
 
@@ -52,6 +55,10 @@ class UMMRecipe:
     checkpoint_every_s: float = 300.0
     sample_steps: int = 20
     cfg_scale: float = 3.0
+    plan_cond: float = 0.0  # share of image rows conditioned on "prompt <think> plan </think>"
+    plan_lm_weight: float = 0.0  # weight of the plan-writing LM loss
+    plan_lm_batch: int = 16
+    plan_max_tokens: int = 32
 
 
 def umm_tokenizer():
@@ -86,15 +93,35 @@ def build(recipe: UMMRecipe, tok) -> TinyUMM:
     return TinyUMM(cfg)
 
 
-def batch_of(rng: random.Random, specs, n: int):
+def with_plan(spec) -> str:
+    """The reasoning form of a prompt: the prompt, then its explicit resolution as the plan."""
+    return f"{spec.text} {THINK[0]} {spec.resolved} {THINK[1]}"
+
+
+def batch_of(rng: random.Random, specs, n: int, plan_cond: float = 0.0, implicit=()):
+    """``n`` (text, image) rows; with ``plan_cond`` that share of rows is in plan form, drawn from the explicit
+    and the implicit specs together (implicit prompts only ever appear with their plan)."""
     texts, images = [], []
     while len(texts) < n:
-        spec = rng.choice(specs)
+        planned = plan_cond > 0 and rng.random() < plan_cond
+        spec = rng.choice(list(specs) + list(implicit)) if planned else rng.choice(specs)
         scene = satisfying_scene(spec, rng)
         if scene is not None:
-            texts.append(spec.text)
+            texts.append(with_plan(spec) if planned else spec.text)
             images.append(render(scene, 32))
     return texts, to_tensor(images)
+
+
+def plan_lm_loss(model: TinyUMM, tok, rng: random.Random, specs, n: int, max_tokens: int) -> torch.Tensor:
+    """Cross-entropy of the plan and the closing tag given ``prompt <think>`` (the prompt is not trained)."""
+    chosen = [rng.choice(specs) for _ in range(n)]
+    ids, mask = tokenize(tok, [with_plan(s) for s in chosen], max_tokens)
+    labels = torch.full_like(ids, -100)
+    think = tok.convert_tokens_to_ids(THINK[0])
+    for i in range(n):
+        start = int((ids[i] == think).nonzero()[0]) + 1
+        labels[i, start:] = torch.where(mask[i, start:] == 1, ids[i, start:], torch.full_like(ids[i, start:], -100))
+    return model.lm(input_ids=ids, attention_mask=mask, labels=labels).loss
 
 
 @torch.no_grad()
@@ -144,6 +171,11 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
         gen.manual_seed(recipe.seed + step)
     (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
     specs = [p for p in prompts("train") if p.category != "implicit"]
+    implicit = [p for p in prompts("train") if p.category == "implicit"]
+    with open(run / "recipe-history.jsonl", "a") as f:  # a resumed run may change the recipe: keep every version
+        f.write(json.dumps({"from_step": step, **asdict(recipe)}) + "\n")
+    planning = recipe.plan_cond > 0 or recipe.plan_lm_weight > 0
+    max_tokens = recipe.plan_max_tokens if planning else recipe.max_tokens
     held = eval_prompts(recipe)
     budget = recipe.minutes * 60
     bar = tqdm(total=int(budget), initial=int(elapsed), unit="s", disable=not progress, desc="train-umm")
@@ -152,11 +184,15 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     model.train()
     while elapsed < budget and step < recipe.max_steps:
         t0 = time.perf_counter()
-        texts, x0 = batch_of(rng, specs, recipe.batch)
-        ids, mask = tokenize(tok, texts, recipe.max_tokens)
+        texts, x0 = batch_of(rng, specs, recipe.batch, recipe.plan_cond, implicit)
+        ids, mask = tokenize(tok, texts, max_tokens)
         ctx = model.encode(ids, mask)
         drop = torch.rand(recipe.batch, generator=gen) < recipe.drop_cond
         loss = model.flow_loss(x0, ctx, drop_cond=drop, generator=gen)
+        lm_loss = None
+        if recipe.plan_lm_weight > 0:
+            lm_loss = plan_lm_loss(model, tok, rng, specs + implicit, recipe.plan_lm_batch, max_tokens)
+            loss = loss + recipe.plan_lm_weight * lm_loss
         lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -172,7 +208,10 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
         elapsed += time.perf_counter() - t0
         bar.update(int(elapsed) - bar.n)
         if step % 20 == 0:
-            log.write(json.dumps({"step": step, "t": round(elapsed, 1), "loss": round(loss.item(), 5)}) + "\n")
+            rec = {"step": step, "t": round(elapsed, 1), "loss": round(loss.item(), 5)}
+            if lm_loss is not None:
+                rec["plan_lm_loss"] = round(lm_loss.item(), 5)
+            log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{loss.item():.4f}")
         done = elapsed >= budget or step >= recipe.max_steps

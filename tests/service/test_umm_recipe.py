@@ -36,3 +36,43 @@ def test_train_resume_and_ship(tmp_path):
 
     shipped = TinyUMM.load(tmp_path / "umm")
     assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), shipped.state_dict().values()))
+
+
+def test_planning_rows_and_plan_lm_loss(tmp_path):
+    """With planning on, image rows include 'prompt <think> plan </think>' (implicit prompts only in that
+    form), the LM learns the plan (its loss falls on a repeated batch), and the recipe history keeps both
+    versions of a run whose recipe changed on resume."""
+    import random
+
+    from recipes.umm import batch_of, plan_lm_loss, with_plan
+    from shapesworld.prompts import prompts
+
+    specs = [p for p in prompts("train") if p.category != "implicit"]
+    implicit = [p for p in prompts("train") if p.category == "implicit"]
+    texts, x = batch_of(random.Random(0), specs, 40, plan_cond=0.5, implicit=implicit)
+    planned = [t for t in texts if "<think>" in t]
+    assert 8 < len(planned) < 32 and x.shape == (40, 3, 32, 32)
+    implicit_texts = {p.text for p in implicit}
+    assert all(t.split(" <think>")[0] not in implicit_texts for t in texts if "<think>" not in t)
+    spec = implicit[0]
+    assert with_plan(spec) == f"{spec.text} <think> {spec.explicit} </think>"
+
+    tok = umm_tokenizer()
+    model = build(UMMRecipe(**TINY), tok)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = plan_lm_loss(model, tok, random.Random(1), implicit, 8, 40)  # the same 8 plans each time
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+    train_umm(UMMRecipe(minutes=5, max_steps=2, **TINY), tmp_path / "run", None, progress=False)
+    train_umm(UMMRecipe(minutes=5, max_steps=4, plan_cond=0.5, plan_lm_weight=0.2, **TINY), tmp_path / "run", None,
+              resume=True, progress=False)  # fmt: skip
+    history = [json.loads(line) for line in (tmp_path / "run" / "recipe-history.jsonl").read_text().splitlines()]
+    assert [(h["from_step"], h["plan_cond"]) for h in history] == [(0, 0.0), (2, 0.5)]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert logged
