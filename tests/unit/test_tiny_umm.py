@@ -86,3 +86,28 @@ def test_loading_into_changed_model_code_fails_loudly(tmp_path):
     cfg_path.write_text(json.dumps(raw))
     with pytest.raises(RuntimeError, match="different model"):
         TinyUMM.load(tmp_path / "umm")
+
+
+def test_sampled_plan_logprobs_are_what_training_recomputes():
+    """Text policy invariant: the log-probs recorded while sampling a plan equal ``token_logprobs`` on the
+    finished sequence (ratio 1 on the first step), for left-padded rows of different lengths; rows stop at
+    the stop token and are padded after it."""
+    m, _, _ = model_and_ctx()
+    m.eval()
+    pad, stop = 0, 7
+    ids = torch.tensor([[0, 0, 5, 9, 3], [4, 8, 2, 6, 3]])
+    mask = (ids != 0).long()
+    out = m.sample_text(ids, mask, max_new_tokens=12, stop_token_id=stop, pad_token_id=pad, temperature=1.0,
+                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+    t = out.generated.shape[1]
+    assert out.ids.shape == (2, 5 + t) and torch.equal(out.ids[:, :5], ids)
+    again = m.token_logprobs(out.ids, out.mask)[:, -t:]  # predictions of the generated tokens
+    gen = out.generated.bool()
+    assert torch.allclose(again[gen], out.logprobs[gen], atol=1e-5)
+    for row in range(2):
+        g = out.ids[row, 5:][gen[row]]
+        if out.finished[row]:
+            assert g[-1] == stop and (g[:-1] != stop).all()
+    # a left-padded row computes what the same row unpadded computes
+    solo = m.token_logprobs(ids[:1, 2:], mask[:1, 2:])
+    assert torch.allclose(m.token_logprobs(ids, mask)[0, 2:], solo[0], atol=1e-5)

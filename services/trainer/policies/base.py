@@ -49,5 +49,11 @@ class Policy(Protocol):
     def token_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """log p(token_k | tokens_<k) for k >= 1, shape (B, L - 1)."""
 
+    def sample_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
+                    stop_token_id: int, pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0,
+                    generator: torch.Generator | None = None):  # fmt: skip
+        """Sample a plan after left-padded prompts ending in ``<think>``; returns ids, mask, the generated
+        part's mask and per-token log-probs (``TinyUMM.TextSample``)."""
+
     def reference(self) -> AbstractContextManager:
         """Within this context the policy computes with its reference weights (adapters disabled)."""

@@ -26,6 +26,20 @@ from torch import nn
 from trainer.policies.base import Context
 
 
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only, so left- and right-padded rows see the same positions."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclass
+class TextSample:
+    ids: torch.Tensor  # (B, L + T) prompt and generated tokens, left-padded
+    mask: torch.Tensor  # (B, L + T) 1 = real token
+    generated: torch.Tensor  # (B, T) 1 = a generated token (including the stop token)
+    logprobs: torch.Tensor  # (B, T) log-prob of each generated token, 0 after the stop
+    finished: torch.Tensor  # (B,) True when the row produced the stop token
+
+
 @dataclass
 class TinyUMMConfig:
     vocab_size: int = 320
@@ -87,12 +101,48 @@ class TinyUMM(nn.Module):
     # ---- text -----------------------------------------------------------------------------------
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor | None = None) -> Context:
         m = self._active()
-        out = m.lm.model(input_ids=input_ids, attention_mask=attention_mask)
+        out = m.lm.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask))
         return Context(m.proj(out.last_hidden_state), attention_mask, image)
 
     def token_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        logits = self._active().lm(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-        return torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, L-1)
+        """log p(token_k | tokens_<k) for k >= 1, (B, L - 1); left or right padding (positions from the mask)."""
+        logits = self._active().lm(input_ids=input_ids, attention_mask=attention_mask,
+                                   position_ids=_positions(attention_mask)).logits[:, :-1].float()  # fmt: skip
+        return torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+
+    @torch.no_grad()
+    def sample_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
+                    stop_token_id: int, pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0,
+                    generator: torch.Generator | None = None) -> TextSample:  # fmt: skip
+        """Continue left-padded prompts (ending in ``<think>``) by sampling until ``stop_token_id`` or
+        ``max_new_tokens``. Returns the full sequences (still left-padded), their mask, the generated part's
+        mask and the sampled tokens' log-probs at temperature 1 (what ``token_logprobs`` recomputes)."""
+        if bool((attention_mask[:, -1] == 0).any()):
+            raise ValueError("sample_text needs left-padded prompts (every row's last position a real token)")
+        ids, mask = input_ids, attention_mask
+        b = ids.shape[0]
+        done = torch.zeros(b, dtype=torch.bool)
+        gen_mask, logps = [], []
+        for _ in range(max_new_tokens):
+            logits = self._active().lm(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits[:, -1].float()
+            probs = torch.softmax(logits / temperature, -1)
+            if top_p < 1.0:
+                sorted_p, order = probs.sort(-1, descending=True)
+                keep = sorted_p.cumsum(-1) - sorted_p < top_p
+                probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
+                probs = probs / probs.sum(-1, keepdim=True)
+            tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
+            lp = torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
+            live = (~done).long()
+            ids = torch.cat([ids, tok[:, None]], 1)
+            mask = torch.cat([mask, live[:, None]], 1)
+            gen_mask.append(live)
+            logps.append(torch.where(done, torch.zeros_like(lp), lp))
+            done = done | (tok == stop_token_id)
+            if bool(done.all()):
+                break
+        return TextSample(ids, mask, torch.stack(gen_mask, 1), torch.stack(logps, 1), done)
 
     # ---- image ----------------------------------------------------------------------------------
     def _unet(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor, image) -> torch.Tensor:
