@@ -1,5 +1,6 @@
 """Atomic training checkpoints without pickle: model and optimizer tensors as safetensors, everything else
-(step, RNG states, optimizer hyper-parameters) as JSON. A checkpoint is written to ``<run>/checkpoint.tmp``
+(step, RNG states, optimizer hyper-parameters) as JSON. A checkpoint copied without ``optimizer.safetensors``
+(to keep a repository small) still loads: weights and step are restored and the optimizer starts fresh. A checkpoint is written to ``<run>/checkpoint.tmp``
 and swapped in with ``os.replace``, so a crash never leaves a half-written one. Shared by the recipes and the
 trainer (it imports no service and no world).
 """
@@ -79,7 +80,12 @@ def load(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
         raise FileNotFoundError(f"no complete checkpoint under {run}")
     state = json.loads((ck / "state.json").read_text())
     load_model(model, str(ck / "model.safetensors"))
-    load_optimizer(opt, load_file(str(ck / "optimizer.safetensors")), state.pop("optimizer"))
+    meta = state.pop("optimizer")
+    if (ck / "optimizer.safetensors").exists():
+        load_optimizer(opt, load_file(str(ck / "optimizer.safetensors")), meta)
+        state["optimizer_restored"] = True
+    else:  # a weights-only copy (e.g. committed to the repository): the optimizer starts fresh
+        state["optimizer_restored"] = False
     return state
 
 

@@ -167,6 +167,8 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     if resume and latest_checkpoint(run) is not None:
         state = restore(run, model, opt, rng)
         step, elapsed, last = state["step"], state["elapsed"], state["last_eval"]
+        if not state["optimizer_restored"]:
+            print(f"train-umm: {run} holds weights without optimizer state; AdamW restarts at step {step}")  # noqa: T201
         ema = load_extra(run, "ema")
         gen.manual_seed(recipe.seed + step)
     (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
