@@ -167,6 +167,7 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     if resume and latest_checkpoint(run) is not None:
         state = restore(run, model, opt, rng)
         step, elapsed, last = state["step"], state["elapsed"], state["last_eval"]
+        _truncate_log(run / "log.jsonl", step)  # a crash may have logged steps past the checkpoint
         if not state["optimizer_restored"]:
             print(f"train-umm: {run} holds weights without optimizer state; AdamW restarts at step {step}")  # noqa: T201
         ema = load_extra(run, "ema")
@@ -256,3 +257,9 @@ def _grid(images, cols: int = 8):
     for i, im in enumerate(images):
         sheet.paste(im, ((i % cols) * (w + 2), (i // cols) * (h + 2)))
     return sheet.resize((sheet.width * 2, sheet.height * 2), Image.NEAREST)
+
+
+def _truncate_log(path: Path, upto: int) -> None:
+    if path.exists():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= upto]
+        path.write_text("".join(ln + "\n" for ln in lines))

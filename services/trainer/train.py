@@ -201,7 +201,8 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
         _append(run / "log.jsonl", base)
         records.append(base)
     dist.barrier()
-    bar = tqdm(range(start, cfg.run.steps), initial=start, total=cfg.run.steps, disable=not (progress and main),
+    total = cfg.run.steps if cfg.run.max_minutes is None else None  # a time-limited run has no known length
+    bar = tqdm(range(start, cfg.run.steps), initial=start, total=total, disable=not (progress and main),
                desc="grpo")  # fmt: skip
     t_start = time.monotonic()
     for step in bar:
