@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+
+from benchmarks.verifier import median_time
 
 
 def _policy(model_path: str | None):
@@ -34,16 +35,6 @@ def _policy(model_path: str | None):
     return build(UMMRecipe(), tok).train(), tok, "random weights (recipe architecture)"
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def group_batch_speedup(policy, tok, group: int, n_steps: int, cfg_scale: float, repeats: int) -> dict:
     from recipes.umm import tokenize
     from trainer.rollout import sample_images
@@ -53,8 +44,8 @@ def group_batch_speedup(policy, tok, group: int, n_steps: int, cfg_scale: float,
         ctx = policy.encode(ids, mask)
     g = torch.Generator().manual_seed(0)
     kw = {"n_steps": n_steps, "window_start": 0, "window_len": 4, "cfg_scale": cfg_scale, "generator": g}
-    batched = _median(lambda: sample_images(policy, ctx.repeat(group), **kw), repeats)
-    single = _median(lambda: [sample_images(policy, ctx, **kw) for _ in range(group)], repeats)
+    batched = median_time(lambda: sample_images(policy, ctx.repeat(group), **kw), repeats)
+    single = median_time(lambda: [sample_images(policy, ctx, **kw) for _ in range(group)], repeats)
     return {"group_batch_speedup": round(single / batched, 2), "group_batched_s": round(batched, 3),
             "group_one_at_a_time_s": round(single, 3)}  # fmt: skip
 

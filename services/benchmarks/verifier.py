@@ -52,7 +52,7 @@ def scene(seed: int, size: int) -> Image.Image:
     return img
 
 
-def _median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -74,9 +74,9 @@ def prefix_figures(model_path: Path, image_size: int, repeats: int) -> dict:
     prefix, suffixes = v.split([v.render(q) for _, q in q8] + [v.render("")])
     p_tokens = v.processor(text=[prefix], images=[img], return_tensors="pt")["input_ids"].shape[1]
     q_tokens = statistics.mean(len(v.tokenizer(s, add_special_tokens=False)["input_ids"]) for s in suffixes[:-1])
-    t_naive = _median_time(lambda: v.score_separate(eight[0]), repeats)
-    t_shared8 = _median_time(lambda: v.score_shared(eight), repeats)
-    t_shared1 = _median_time(lambda: v.score_shared(one), repeats)
+    t_naive = median_time(lambda: v.score_separate(eight[0]), repeats)
+    t_shared8 = median_time(lambda: v.score_shared(eight), repeats)
+    t_shared1 = median_time(lambda: v.score_shared(one), repeats)
     diffs = []
     for seed in range(3):
         item = ScoreItem(scene(seed, image_size), q8)

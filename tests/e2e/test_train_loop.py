@@ -2,7 +2,6 @@
 hold, the log is written, and a resumed run ends bit-identical to an uninterrupted one."""
 
 import math
-import random
 import time
 
 import httpx
@@ -11,9 +10,8 @@ import torch
 
 from decomposer.app import create_app as create_decomposer
 from decomposer.settings import DecomposerSettings
-from recipes.umm import to_images, tokenize, umm_tokenizer
 from serving.launch import ThreadedServer, free_port
-from shapesworld.prompts import prompts
+from tests.helpers.shapes_task import ToyTask
 from trainer.config import GRPOConfig, RewardConfig, RolloutConfig, RunConfig, TrainConfig
 from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
 from trainer.reward import RewardFetcher
@@ -23,26 +21,6 @@ from verifier.settings import VerifierSettings
 from verifier.tiny import build_tiny_vlm
 
 pytestmark = pytest.mark.slow
-
-
-class ToyTask:
-    """Training-split ShapesWorld prompts; no evaluation (the recipes wire the oracle in)."""
-
-    def __init__(self):
-        self.tok = umm_tokenizer()
-        self.specs = [p.text for p in prompts("train") if p.category != "implicit"]
-
-    def train_prompts(self, rng: random.Random, n: int) -> list[str]:
-        return rng.sample(self.specs, n)
-
-    def tokenize(self, texts):
-        return tokenize(self.tok, texts, 16)
-
-    def to_images(self, x):
-        return to_images(x)
-
-    def evaluate(self, policy, step):
-        return {}
 
 
 @pytest.fixture(scope="module")

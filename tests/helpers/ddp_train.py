@@ -9,7 +9,6 @@ from HTTP batching. Every rank writes its final parameters to ``<out>/rank<r>.sa
 It checkpoints after every step, so the fault test can SIGKILL it between or during checkpoints.
 """
 
-import random
 import sys
 from concurrent.futures import Future
 from pathlib import Path
@@ -18,8 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from recipes.umm import to_images, tokenize, umm_tokenizer
-from shapesworld.prompts import prompts
+from tests.helpers.shapes_task import ToyTask
 from trainer.config import GRPOConfig, OptimConfig, RolloutConfig, RunConfig, TrainConfig
 from trainer.distributed import init_from_env
 from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
@@ -43,29 +41,11 @@ class RednessReward:
         return f.result()
 
 
-class Task:
-    def __init__(self):
-        self.tok = umm_tokenizer()
-        self.specs = [p.text for p in prompts("train") if p.category != "implicit"]
-
-    def train_prompts(self, rng: random.Random, n: int) -> list[str]:
-        return rng.sample(self.specs, n)
-
-    def tokenize(self, texts):
-        return tokenize(self.tok, texts, 12)
-
-    def to_images(self, x):
-        return to_images(x)
-
-    def evaluate(self, policy, step):
-        return {}
-
-
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     dist = init_from_env()
     out.mkdir(parents=True, exist_ok=True)
-    task = Task()
+    task = ToyTask(max_tokens=12)
     torch.manual_seed(0)
     model = TinyUMM(TinyUMMConfig(vocab_size=len(task.tok) + (-len(task.tok)) % 32, pad_token_id=task.tok.pad_token_id,
                                   text_hidden=32, text_layers=1, image_size=16, unet_channels=(16, 32), cross_dim=32,
