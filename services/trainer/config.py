@@ -57,6 +57,7 @@ class RewardConfig:
     aggregation: str = "geometric"
     patience_s: float = 600.0  # how long a dead verifier may pause training
     mode: str = "decomposed"  # "decomposed" (DVReward) or "holistic" (one "Does the image match: ...?" question)
+    max_items_per_request: int = 64  # the verifier's VERIFIER_MAX_ITEMS; bigger batches go as several requests
 
     def __post_init__(self) -> None:
         if self.mode not in ("decomposed", "holistic"):

@@ -50,6 +50,7 @@ class RewardFetcher:
     retry_every_s: float = 2.0
     threads: int = 4  # reward requests in flight (chunks of one step)
     read_timeout_s: float = 300.0
+    max_items: int = 64  # images per request (the verifier's VERIFIER_MAX_ITEMS default); larger batches are split
     holistic: bool = False  # ask one "Does the image match: <prompt>?" question instead of the decomposition
     waited_s: float = field(default=0.0, init=False)  # time the trainer was blocked in wait()
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
@@ -77,6 +78,11 @@ class RewardFetcher:
             self.waited_s += time.perf_counter() - t0
 
     def _fetch(self, items: list[RewardItem]) -> Rewards:
+        """Score ``items`` in requests of at most ``max_items`` (the service's per-request limit)."""
+        parts = [self._fetch_one(items[i : i + self.max_items]) for i in range(0, len(items), self.max_items)]
+        return Rewards(*(sum((getattr(p, f) for p in parts), []) for f in ("values", "reasons", "semantic", "quality")))
+
+    def _fetch_one(self, items: list[RewardItem]) -> Rewards:
         deadline = time.monotonic() + self.patience_s
         paused = False
         while True:

@@ -32,6 +32,12 @@ def test_rewards_arrive_asynchronously_and_in_order(decomposer, tmp_path):
         assert all(0 < v < 1 for r in got for v in r.values) and len(got[1].values) == 2
         assert fetcher.waited_s > 0
         fetcher.close()
+        # a batch larger than the verifier accepts per request (64 by default) is split, in order
+        big = RewardFetcher(url)
+        split = big.wait(big.submit(PROMPTS * 17, IMAGES * 17))  # 68 images
+        whole = [v for r in got for v in r.values]
+        assert len(split.values) == 68 and split.values[64:] == pytest.approx(whole, abs=1e-5)
+        big.close()
 
 
 def test_verifier_killed_mid_run_pauses_then_resumes(decomposer, tmp_path, caplog):
