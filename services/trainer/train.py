@@ -192,10 +192,10 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
     main = dist.is_main
     if main:
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    records = _read_log(run / "log.jsonl", upto=start) if main and resume else []
     if main and not resume:
         (run / "log.jsonl").unlink(missing_ok=True)
-    if main and start == 0 and cfg.run.eval_every and cfg.run.eval_at_start:
+    records = _read_log(run / "log.jsonl", upto=start) if main else []  # a resumed run keeps its baseline
+    if main and start == 0 and cfg.run.eval_every and cfg.run.eval_at_start and not records:
         base = {"step": 0, "eval": task.evaluate(policy, 0)}  # the starting point, same prompts and noise
         log.info("step 0 eval: %s", base["eval"])
         _append(run / "log.jsonl", base)
