@@ -191,6 +191,8 @@ def shapes_train_umm(
     lr: float = 5e-4,
     plan_cond: Annotated[float, typer.Option(help="share of image rows conditioned on 'prompt <think> plan </think>'")] = 0.0,
     plan_lm_weight: Annotated[float, typer.Option(help="weight of the plan-writing LM loss (0: off)")] = 0.0,
+    fg_weight: Annotated[float, typer.Option(help="extra flow-loss weight on object pixels (0: plain mean)")] = 0.0,
+    distractors: Annotated[int | None, typer.Option(help="extra objects per training scene (default: 0-2 at random)")] = None,
 ) -> None:
     """Pretrain the tiny UMM (flow matching on ShapesWorld) on CPU; seeded, resumable, with a progress bar.
     A resumed run may change the recipe (every version is kept in run_dir/recipe-history.jsonl)."""
@@ -198,7 +200,8 @@ def shapes_train_umm(
 
     from recipes.umm import UMMRecipe, train_umm
 
-    recipe = UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr, plan_cond=plan_cond, plan_lm_weight=plan_lm_weight)
+    recipe = UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr, plan_cond=plan_cond, plan_lm_weight=plan_lm_weight,
+                       fg_weight=fg_weight, distractors=distractors)  # fmt: skip
     result = train_umm(recipe, Path(run_dir), Path(out), resume=resume)
     typer.echo(json.dumps(result))
 
@@ -284,7 +287,7 @@ def train(
                             holistic=cfg.reward.mode == "holistic", api_key=key,
                             max_items=cfg.reward.max_items_per_request)  # fmt: skip
     task = ShapesTask(AutoTokenizer.from_pretrained(cfg.model_path), fetcher, Path(cfg.run.run_dir),
-                      **cfg.eval_kwargs())  # fmt: skip
+                      **cfg.task_kwargs())  # fmt: skip
     monitor = None
     if dist.is_main and cfg.run.monitor_port is not None:
         monitor = Monitor(cfg.run.steps, cfg.run.run_dir)

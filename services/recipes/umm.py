@@ -59,6 +59,8 @@ class UMMRecipe:
     plan_lm_weight: float = 0.0  # weight of the plan-writing LM loss
     plan_lm_batch: int = 16
     plan_max_tokens: int = 32
+    fg_weight: float = 0.0  # extra flow-loss weight on object pixels (0: plain mean over pixels)
+    distractors: int | None = None  # extra objects per training scene (None: 0-2 at random)
 
 
 def umm_tokenizer():
@@ -71,6 +73,16 @@ def tokenize(tok, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torc
     enc = tok(texts, padding="max_length", truncation=True, max_length=max_tokens, return_tensors="pt",
               add_special_tokens=False)  # fmt: skip
     return enc["input_ids"], enc["attention_mask"]
+
+
+def tokenize_left(tok, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids (every row ends in its last real token), for continuing text by sampling."""
+    sides = tok.padding_side, tok.truncation_side
+    tok.padding_side = tok.truncation_side = "left"  # a too-long prompt loses its start, never its <think>
+    try:
+        return tokenize(tok, texts, max_tokens)
+    finally:
+        tok.padding_side, tok.truncation_side = sides
 
 
 def to_tensor(images) -> torch.Tensor:
@@ -98,18 +110,24 @@ def with_plan(spec) -> str:
     return f"{spec.text} {THINK[0]} {spec.resolved} {THINK[1]}"
 
 
-def batch_of(rng: random.Random, specs, n: int, plan_cond: float = 0.0, implicit=()):
+def batch_of(rng: random.Random, specs, n: int, plan_cond: float = 0.0, implicit=(), distractors: int | None = None):
     """``n`` (text, image) rows; with ``plan_cond`` that share of rows is in plan form, drawn from the explicit
     and the implicit specs together (implicit prompts only ever appear with their plan)."""
     texts, images = [], []
     while len(texts) < n:
         planned = plan_cond > 0 and rng.random() < plan_cond
         spec = rng.choice(list(specs) + list(implicit)) if planned else rng.choice(specs)
-        scene = satisfying_scene(spec, rng)
+        scene = satisfying_scene(spec, rng, distractors)
         if scene is not None:
             texts.append(with_plan(spec) if planned else spec.text)
             images.append(render(scene, 32))
     return texts, to_tensor(images)
+
+
+def foreground(x0: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) 1 where a pixel differs from the white background (with a one-pixel margin)."""
+    fg = (x0 < 0.98).any(1, keepdim=True).float()
+    return torch.nn.functional.max_pool2d(fg, 3, stride=1, padding=1)
 
 
 def plan_lm_loss(model: TinyUMM, tok, rng: random.Random, specs, n: int, max_tokens: int) -> torch.Tensor:
@@ -164,11 +182,13 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     rng = random.Random(recipe.seed)
     gen = torch.Generator().manual_seed(recipe.seed)
     step, elapsed, last = 0, 0.0, {}
+    warm_from = 0  # the step the learning-rate warm-up counts from
     if resume and latest_checkpoint(run) is not None:
         state = restore(run, model, opt, rng)
         step, elapsed, last = state["step"], state["elapsed"], state["last_eval"]
         _truncate_log(run / "log.jsonl", step)  # a crash may have logged steps past the checkpoint
         if not state["optimizer_restored"]:
+            warm_from = step  # fresh AdamW moments: warm up again rather than take full-size first steps
             print(f"train-umm: {run} holds weights without optimizer state; AdamW restarts at step {step}")  # noqa: T201
         ema = load_extra(run, "ema")
         gen.manual_seed(recipe.seed + step)
@@ -187,16 +207,17 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     model.train()
     while elapsed < budget and step < recipe.max_steps:
         t0 = time.perf_counter()
-        texts, x0 = batch_of(rng, specs, recipe.batch, recipe.plan_cond, implicit)
+        texts, x0 = batch_of(rng, specs, recipe.batch, recipe.plan_cond, implicit, recipe.distractors)
         ids, mask = tokenize(tok, texts, max_tokens)
         ctx = model.encode(ids, mask)
         drop = torch.rand(recipe.batch, generator=gen) < recipe.drop_cond
-        loss = model.flow_loss(x0, ctx, drop_cond=drop, generator=gen)
+        weight = 1 + recipe.fg_weight * foreground(x0) if recipe.fg_weight > 0 else None
+        loss = model.flow_loss(x0, ctx, drop_cond=drop, generator=gen, weight=weight)
         lm_loss = None
         if recipe.plan_lm_weight > 0:
             lm_loss = plan_lm_loss(model, tok, rng, specs + implicit, recipe.plan_lm_batch, max_tokens)
             loss = loss + recipe.plan_lm_weight * lm_loss
-        lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup)
+        lr = recipe.lr * min(1.0, (step + 1 - warm_from) / recipe.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)

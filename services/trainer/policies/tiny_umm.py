@@ -167,9 +167,10 @@ class TinyUMM(nn.Module):
         return v_null + cfg_scale * (v_cond - v_null)
 
     def flow_loss(self, x0: torch.Tensor, ctx: Context, drop_cond: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+                  generator: torch.Generator | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Rectified-flow loss: x_t = (1 - t) x0 + t eps, target v = eps - x0; t half uniform, half
-        logit-normal (more weight mid-trajectory, as SD3); rows in ``drop_cond`` see the null context."""
+        logit-normal (more weight mid-trajectory, as SD3); rows in ``drop_cond`` see the null context.
+        ``weight`` (B, 1, H, W), optional: a per-pixel weight (the weighted mean is returned)."""
         b = x0.shape[0]
         u = torch.rand(b, generator=generator)
         ln = torch.sigmoid(torch.randn(b, generator=generator))
@@ -184,7 +185,11 @@ class TinyUMM(nn.Module):
             null_mask[:, 0] = 1
             mask = torch.where(drop_cond.view(b, 1), null_mask, mask)
         v = self._unet(xt, t, hidden, mask, ctx.image)
-        return ((v.float() - (eps - x0)) ** 2).mean()
+        err = (v.float() - (eps - x0)) ** 2
+        if weight is None:
+            return err.mean()
+        w = weight.expand_as(err)
+        return (err * w).sum() / w.sum()
 
     # ---- persistence ----------------------------------------------------------------------------
     @torch.no_grad()
