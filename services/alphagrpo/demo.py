@@ -78,7 +78,7 @@ def train_demo(verifier_url: str, model: Path, minutes: float, run_dir: Path, ev
     policy = TinyUMM.load(model).train()
     fetcher = RewardFetcher(verifier_url, aggregation=cfg.reward.aggregation, max_items=cfg.reward.max_items_per_request)
     try:
-        task = ShapesTask(AutoTokenizer.from_pretrained(model), fetcher, run_dir, **cfg.eval_kwargs())
+        task = ShapesTask(AutoTokenizer.from_pretrained(model), fetcher, run_dir, **cfg.task_kwargs())
         records = train(cfg, policy, task, fetcher, progress=progress)
     finally:
         fetcher.close()

@@ -4,6 +4,12 @@
 evaluation that logs, side by side, the verifier's DVReward and the oracle's GenEval accuracy on fixed
 held-out prompts with fixed noise: training is rewarded by the verifier only, so reward hacking would show
 as the two diverging. Each evaluation also saves an image grid.
+
+For reasoning text-to-image (``reason`` given) the task also supplies the plan vocabulary (left-padded
+``prompt <think>`` ids, ``</think>`` as the stop token), and its evaluation plans before drawing (seeded, at
+the eval temperature), logs the share of well-formed plans and writes the plans beside the grid. Prompt
+categories are configurable: the reasoning runs train and evaluate on implicit prompts, whose held-out
+accuracy the oracle judges against their explicit resolution.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from pathlib import Path
 
 import torch
 
-from recipes.umm import _grid, to_images, tokenize
+from recipes.umm import THINK, _grid, to_images, tokenize, tokenize_left
 from shapesworld.oracle import evaluate
-from shapesworld.prompts import prompts
+from shapesworld.prompts import CATEGORIES, prompts
+from trainer.config import ReasonConfig
+from trainer.reasoning import sample_plans
 from trainer.reward import RewardFetcher
 from trainer.rollout import sample_images
 
@@ -24,13 +32,35 @@ from trainer.rollout import sample_images
 class ShapesTask:
     def __init__(self, tokenizer, fetcher: RewardFetcher, run_dir: str | Path, *, eval_prompts: int = 100,
                  eval_seed: int = 1234, n_steps: int = 12, shift: float = 3.0, cfg_scale: float = 3.0,
-                 max_tokens: int = 24, categories_excluded: tuple[str, ...] = ("implicit",)):  # fmt: skip
+                 max_tokens: int = 24, train_categories: list[str] | None = None,
+                 eval_categories: list[str] | None = None, reason: ReasonConfig | None = None,
+                 eval_repeats: int = 1):  # fmt: skip
         self.tok, self.fetcher, self.run = tokenizer, fetcher, Path(run_dir)
-        self.train_specs = [p.text for p in prompts("train") if p.category not in categories_excluded]
-        held = [p for p in prompts("heldout") if p.category not in categories_excluded]
-        self.eval_specs = random.Random(eval_seed).sample(held, min(eval_prompts, len(held)))
+        explicit = [c for c in CATEGORIES if c != "implicit"]
+        train_cats, eval_cats = set(train_categories or explicit), set(eval_categories or explicit)
+        unknown = sorted((train_cats | eval_cats) - set(CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown prompt categories {unknown}; known: {list(CATEGORIES)}")
+        self.train_specs = [p.text for p in prompts("train") if p.category in train_cats]
+        held = [p for p in prompts("heldout") if p.category in eval_cats]
+        self.eval_specs = random.Random(eval_seed).sample(held, min(eval_prompts, len(held))) * eval_repeats
+        self.n_eval_prompts = len(self.eval_specs) // eval_repeats
         self.eval_seed, self.n_steps, self.shift, self.cfg_scale = eval_seed, n_steps, shift, cfg_scale
+        self.reason = reason
         self.max_tokens = max_tokens
+        if reason is not None:
+            missing = [t for t in THINK if t not in tokenizer.get_vocab()]
+            if missing:
+                raise ValueError(f"reasoning needs a model whose tokenizer has {missing} (train-umm with --plan-cond)")
+            self.think_close_id = tokenizer.convert_tokens_to_ids(THINK[1])
+            self.pad_id = tokenizer.pad_token_id
+
+    def plan_prompts(self, texts: list[str]):
+        """Left-padded ``prompt <think>`` ids, where plans start."""
+        return tokenize_left(self.tok, [f"{t} {THINK[0]}" for t in texts], self.max_tokens + 1)
+
+    def decode(self, ids: torch.Tensor) -> str:
+        return self.tok.decode(ids, skip_special_tokens=False)
 
     def train_prompts(self, rng: random.Random, n: int) -> list[str]:
         return rng.sample(self.train_specs, n)
@@ -44,12 +74,16 @@ class ShapesTask:
     @torch.no_grad()
     def evaluate(self, policy, step: int) -> dict:
         g = torch.Generator().manual_seed(self.eval_seed)
-        images = []
+        images, plans = [], []
         for i in range(0, len(self.eval_specs), 32):
-            chunk = self.eval_specs[i : i + 32]
-            ids, mask = self.tokenize([s.text for s in chunk])
-            r = sample_images(policy, policy.encode(ids, mask), n_steps=self.n_steps, shift=self.shift,
-                              cfg_scale=self.cfg_scale, generator=g)  # fmt: skip
+            texts = [s.text for s in self.eval_specs[i : i + 32]]
+            if self.reason is not None:
+                p = sample_plans(policy, self, texts, max_tokens=self.reason.max_plan_tokens,
+                                 temperature=self.reason.eval_temperature, generator=g)  # fmt: skip
+                ctx, plans = policy.encode(p.ids, p.mask), plans + [(p.texts[j], float(p.format[j])) for j in range(len(texts))]
+            else:
+                ctx = policy.encode(*self.tokenize(texts))
+            r = sample_images(policy, ctx, n_steps=self.n_steps, shift=self.shift, cfg_scale=self.cfg_scale, generator=g)
             images += to_images(r.images)
         verdicts = [evaluate(im, s).correct for im, s in zip(images, self.eval_specs)]
         rewards = self.fetcher.wait(self.fetcher.submit([s.text for s in self.eval_specs], images)).values
@@ -57,9 +91,20 @@ class ShapesTask:
         acc = sum(verdicts) / len(verdicts)
         self.run.mkdir(parents=True, exist_ok=True)
         _grid(images[:48]).save(self.run / f"eval-{step:06d}.png")
-        return {
+        out = {
             "oracle_accuracy": round(acc, 4),
             "oracle_accuracy_stderr": round(math.sqrt(acc * (1 - acc) / len(verdicts)), 4),
             "verifier_reward": round(sum(valid) / len(valid), 4) if valid else None,
-            "n_prompts": len(verdicts),
+            "n_prompts": self.n_eval_prompts,
         }
+        if len(verdicts) != self.n_eval_prompts:
+            out["n_images"] = len(verdicts)  # repeats: the stderr above is over images
+        per: dict[str, list[bool]] = {}
+        for v, s in zip(verdicts, self.eval_specs):
+            per.setdefault(s.category, []).append(v)
+        out |= {f"acc_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per.items())}
+        if plans:
+            out["format_rate"] = round(sum(f for _, f in plans) / len(plans), 4)
+            lines = [f"{s.text}\t{t}\t{'ok' if v else 'wrong'}" for s, (t, _), v in zip(self.eval_specs, plans, verdicts)]
+            (self.run / f"eval-{step:06d}-plans.tsv").write_text("\n".join(lines) + "\n")
+        return out

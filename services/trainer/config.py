@@ -45,6 +45,30 @@ class GRPOConfig:
 
 
 @dataclass
+class ReasonConfig:
+    enabled: bool = False  # think, then generate: sample a plan per sample, condition its image on prompt + plan
+    max_plan_tokens: int = 24  # a plan that has not closed </think> by then gets no format reward
+    temperature: float = 1.0  # plan sampling (log-probs are always at temperature 1, as the reference)
+    top_p: float = 0.8  # the reference's plan sampling
+    format_weight: float = 1.0  # reward = DVReward + format_weight x [well-formed plan] (the reference adds 1)
+    text_loss_weight: float = 1.0  # plan loss x (trained image timesteps) x this (reference: 1.0 for T2I)
+    text_clip_low: float = 0.2
+    text_clip_high: float = 0.28
+    text_kl_coef: float = 0.0  # k3 KL of the plan tokens to the reference (0 = off)
+    eval_temperature: float = 0.3  # plans at evaluation (seeded), as the reference's in-training eval
+
+    def __post_init__(self) -> None:
+        if self.max_plan_tokens < 2 or self.temperature <= 0 or self.eval_temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("reason: max_plan_tokens >= 2, temperatures > 0 and 0 < top_p <= 1")
+
+
+@dataclass
+class TaskConfig:
+    train_categories: list[str] | None = None  # prompt categories trained on (None: the task's default, explicit)
+    eval_categories: list[str] | None = None  # held-out categories evaluated (None: the task's default)
+
+
+@dataclass
 class OptimConfig:
     lr: float = 1e-5
     weight_decay: float = 1e-4
@@ -71,6 +95,7 @@ class EvalConfig:
     n_steps: int = 12  # ODE steps at evaluation (deterministic sampler)
     shift: float = 3.0
     cfg_scale: float = 3.0
+    repeats: int = 1  # images per held-out prompt (different noise): small prompt sets get a tighter estimate
 
 
 @dataclass
@@ -90,20 +115,25 @@ class TrainConfig:
     model_path: str = "models/shapes-umm"
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    reason: ReasonConfig = field(default_factory=ReasonConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
-    def eval_kwargs(self) -> dict:
+    def task_kwargs(self) -> dict:
+        """Keyword arguments of the task (held-out evaluation, prompt categories, planning)."""
         e = self.eval
         return {"eval_prompts": e.prompts, "eval_seed": e.seed, "n_steps": e.n_steps, "shift": e.shift,
-                "cfg_scale": e.cfg_scale}  # fmt: skip
+                "cfg_scale": e.cfg_scale, "eval_repeats": e.repeats, "train_categories": self.task.train_categories,
+                "eval_categories": self.task.eval_categories,
+                "reason": self.reason if self.reason.enabled else None}  # fmt: skip
 
     @classmethod
     def from_dict(cls, raw: dict) -> TrainConfig:
-        groups = {"rollout": RolloutConfig, "grpo": GRPOConfig, "optim": OptimConfig, "reward": RewardConfig,
-                  "eval": EvalConfig, "run": RunConfig}  # fmt: skip
+        groups = {"rollout": RolloutConfig, "grpo": GRPOConfig, "reason": ReasonConfig, "task": TaskConfig,
+                  "optim": OptimConfig, "reward": RewardConfig, "eval": EvalConfig, "run": RunConfig}  # fmt: skip
         unknown = sorted(set(raw) - set(groups) - {"model_path"})
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known: {sorted([*groups, 'model_path'])}")

@@ -33,6 +33,7 @@ from trainer.config import TrainConfig
 from trainer.distributed import Dist
 from trainer.grpo import check_first_ratio, gaussian_kl, group_advantages, image_policy_loss
 from trainer.monitor import Monitor, plot_curves
+from trainer.reasoning import Plans, plan_loss, sample_plans
 from trainer.reward import RewardFetcher
 from trainer.rollout import replay_step, sample_images
 
@@ -63,6 +64,9 @@ class StepStats:
     sample_s: float
     reward_wait_s: float
     train_s: float
+    format_rate: float | None = None  # reasoning: share of well-formed plans
+    text_loss: float | None = None  # reasoning: the plans' policy loss
+    text_clip_fraction: float | None = None
 
 
 def step_rng(seed: int, step: int) -> tuple[random.Random, torch.Generator]:
@@ -79,7 +83,8 @@ def chunk_generator(seed: int, step: int, chunk: int) -> torch.Generator:
 
 def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig, step: int,
                dist: Dist = Dist()) -> StepStats:  # fmt: skip
-    ro, gr = cfg.rollout, cfg.grpo
+    ro, gr, rc = cfg.rollout, cfg.grpo, cfg.reason
+    G = ro.group_size
     rng, _ = step_rng(cfg.run.seed, step)
     prompts = task.train_prompts(rng, ro.prompts_per_step)  # the global batch; this rank takes its chunks
     ids, mask = task.tokenize(prompts)
@@ -87,54 +92,69 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
     per_chunk = ro.prompts_per_step // ro.chunks
     my_chunks = range(dist.rank * ro.chunks // dist.world, (dist.rank + 1) * ro.chunks // dist.world)
 
-    # ---- rollout: one batched pass per chunk, rewards fetched while the next chunk samples ----------
+    def context(sl: slice, plans: Plans | None):
+        """The image head's conditioning of one chunk: the prompt once per group, or each sample's plan."""
+        if plans is None:
+            return policy.encode(ids[sl], mask[sl]).repeat(G)
+        return policy.encode(plans.ids, plans.mask)
+
+    # ---- rollout: (plans,) then images, one batched pass per chunk; rewards fetched while the next samples --
     t0 = time.perf_counter()
     chunks, futures = [], []
     for c in my_chunks:
         sl = slice(c * per_chunk, (c + 1) * per_chunk)
+        texts = [p for p in prompts[sl] for _ in range(G)]
+        gen = chunk_generator(cfg.run.seed, step, c)
+        plans = None
+        if rc.enabled:  # think first: each sample of the group writes its own plan
+            plans = sample_plans(policy, task, texts, max_tokens=rc.max_plan_tokens, temperature=rc.temperature,
+                                 top_p=rc.top_p, generator=gen)  # fmt: skip
         with torch.no_grad():
-            ctx = policy.encode(ids[sl], mask[sl]).repeat(ro.group_size)
+            ctx = context(sl, plans)
         r = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, window_start=window_start,
                           window_len=ro.window_len, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale,
-                          generator=chunk_generator(cfg.run.seed, step, c))  # fmt: skip
-        texts = [p for p in prompts[sl] for _ in range(ro.group_size)]
-        futures.append(fetcher.submit(texts, task.to_images(r.images)))
-        chunks.append((sl, r))
+                          generator=gen)  # fmt: skip
+        futures.append(fetcher.submit(texts, task.to_images(r.images)))  # scored against the original prompt
+        chunks.append((sl, r, plans))
     sample_s = time.perf_counter() - t0
     waited0 = fetcher.waited_s
     local = torch.tensor([v for f in futures for v in fetcher.wait(f).values], dtype=torch.float64)
     reward_wait_s = fetcher.waited_s - waited0
+    fmt_local = torch.cat([p.format for _, _, p in chunks]).double() if rc.enabled else torch.zeros(0)
 
     # ---- advantages over the global batch (NaN rewards excluded and counted) ------------------------
     t1 = time.perf_counter()
     r_all = dist.all_gather_cat(local)
-    groups = torch.arange(ro.prompts_per_step).repeat_interleave(ro.group_size)
+    fmt_all = dist.all_gather_cat(fmt_local) if rc.enabled else None
+    if rc.enabled:
+        r_all = r_all + rc.format_weight * fmt_all  # NaN stays NaN: a failed verification is never rewarded
+    groups = torch.arange(ro.prompts_per_step).repeat_interleave(G)
     adv, valid, st = group_advantages(r_all, groups, std_scope=gr.std_scope, clip=gr.adv_clip)
     adv = adv.float()
+    extra = {"format_rate": float(fmt_all.mean())} if rc.enabled else {}
     if not bool((adv[valid] != 0).any()):
         log.warning("step %d: no sample has a non-zero advantage (every group's rewards are equal): step skipped", step)
         return StepStats(0.0, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, 0.0, 0.0, 0.0,
-                         True, sample_s, reward_wait_s, 0.0)  # fmt: skip
+                         True, sample_s, reward_wait_s, 0.0, **extra)  # fmt: skip
 
-    # ---- policy update: one backward per trained timestep, gradients summed over ranks -------------
-    losses, kls, clip_fracs, devs = [], [], [], []
+    # ---- policy update: one backward per trained timestep (+ one for the plans), gradients summed over ranks --
+    losses, kls, clip_fracs, devs, text_losses, text_clips = [], [], [], [], [], []
     n_terms = ro.chunks * ro.window_len  # global: each term is a mean over one chunk's samples
     params = [p for p in policy.parameters() if p.requires_grad]
     for epoch in range(gr.inner_epochs):
         opt.zero_grad(set_to_none=True)
-        for c, (sl, r) in zip(my_chunks, chunks):
-            rows = slice(c * per_chunk * ro.group_size, (c + 1) * per_chunk * ro.group_size)
+        for c, (sl, r, plans) in zip(my_chunks, chunks):
+            rows = slice(c * per_chunk * G, (c + 1) * per_chunk * G)
             a, ok = adv[rows], valid[rows]
             for k in range(len(r.steps)):
-                ctx = policy.encode(ids[sl], mask[sl]).repeat(ro.group_size)
-                now = replay_step(policy, ctx, r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
+                now = replay_step(policy, context(sl, plans), r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                 if epoch == 0:
                     check_first_ratio(now.log_prob[ok] - r.logprobs[ok, k])
                 loss, ls = image_policy_loss(now.log_prob[ok], r.logprobs[ok, k], a[ok], gr.clip_range)
                 if gr.kl_coef > 0:
                     with torch.no_grad(), policy.reference():
-                        ref = replay_step(policy, policy.encode(ids[sl], mask[sl]).repeat(ro.group_size), r, k,
-                                          noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)  # fmt: skip
+                        ref = replay_step(policy, context(sl, plans), r, k, noise_level=ro.noise_level,
+                                          cfg_scale=ro.cfg_scale)  # fmt: skip
                     kl = gaussian_kl(now.mean[ok], ref.mean[ok], now.std).mean()
                     loss = loss + gr.kl_coef * kl
                     kls.append(float(kl.detach()))
@@ -142,13 +162,23 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                 losses.append(float(loss.detach()))
                 clip_fracs.append(ls.clip_frac)
                 devs.append(ls.ratio_max_dev)
+            if plans is not None and bool(ok.any()):  # the same advantage trains the plan: weight = trained image steps x weight
+                idx = ok.nonzero().squeeze(-1)
+                tl, ts = plan_loss(policy, plans.rows(idx), a[idx], first=epoch == 0, clip_low=rc.text_clip_low,
+                                   clip_high=rc.text_clip_high, kl_coef=rc.text_kl_coef)  # fmt: skip
+                (tl * rc.text_loss_weight * ro.window_len / n_terms).backward()
+                text_losses.append(ts.loss)
+                text_clips.append(ts.clip_frac)
         dist.sum_grads(params)
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         opt.step()
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    loss_m, kl_m, clip_m = dist.mean([mean(losses), mean(kls), mean(clip_fracs)])
+    loss_m, kl_m, clip_m, tl_m, tc_m = dist.mean([mean(losses), mean(kls), mean(clip_fracs), mean(text_losses),
+                                                  mean(text_clips)])  # fmt: skip
+    if rc.enabled:
+        extra |= {"text_loss": tl_m, "text_clip_fraction": tc_m}
     return StepStats(loss_m, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, kl_m, clip_m,
-                     dist.max(max(devs)), False, sample_s, reward_wait_s, time.perf_counter() - t1)  # fmt: skip
+                     dist.max(max(devs)), False, sample_s, reward_wait_s, time.perf_counter() - t1, **extra)  # fmt: skip
 
 
 def save_checkpoint(run: Path, policy, opt, step: int, fingerprint: float | None = None) -> None:
@@ -209,7 +239,7 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
         t0 = time.perf_counter()
         st = train_step(policy, task, fetcher, opt, cfg, step, dist)
         wall = time.perf_counter() - t0
-        rec = {"step": step + 1, **st.__dict__, "step_s": round(wall, 3),
+        rec = {"step": step + 1, **{k: v for k, v in st.__dict__.items() if v is not None}, "step_s": round(wall, 3),
                "reward_wait_fraction": round(st.reward_wait_s / wall, 4),
                "samples_per_second": round(cfg.rollout.prompts_per_step * cfg.rollout.group_size / wall, 2)}  # fmt: skip
         out_of_time = cfg.run.max_minutes is not None and time.monotonic() - t_start > cfg.run.max_minutes * 60

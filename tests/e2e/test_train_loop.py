@@ -12,7 +12,7 @@ from decomposer.app import create_app as create_decomposer
 from decomposer.settings import DecomposerSettings
 from serving.launch import ThreadedServer, free_port
 from tests.helpers.shapes_task import ToyTask
-from trainer.config import GRPOConfig, RewardConfig, RolloutConfig, RunConfig, TrainConfig
+from trainer.config import GRPOConfig, ReasonConfig, RewardConfig, RolloutConfig, RunConfig, TrainConfig
 from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
 from trainer.reward import RewardFetcher
 from trainer.train import train
@@ -125,6 +125,33 @@ def test_kl_term_and_holistic_reward(verifier_url, tmp_path):
     assert len(one.values) == 1 and math.isnan(one.quality[0])  # no quality question: holistic P(yes) only
 
 
+def test_reasoning_run_trains_plans_and_images(verifier_url, tmp_path):
+    """Think, then generate: each sample writes its own plan, the image is drawn from prompt + plan, and one
+    advantage trains both (the text ratio == 1 check runs inside); the format rate and plan loss are logged,
+    and a resumed reasoning run is bit-exact too."""
+    task = ToyTask(implicit=True)
+    model = policy(task)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = config(tmp_path / "reason", 2, verifier_url)
+    cfg.reason = ReasonConfig(enabled=True, max_plan_tokens=4, top_p=1.0)
+    records = train(cfg, model, task, RewardFetcher(verifier_url), progress=False)
+    assert len(records) == 2
+    for r in records:
+        assert not r["skipped"] and 0 <= r["format_rate"] <= 1 and math.isfinite(r["text_loss"])
+        assert math.isfinite(r["loss"]) and r["n_invalid"] == 0
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("unet.") for k in changed) and any(k.startswith("lm.") for k in changed)
+    resumed = policy(task)
+    short = config(tmp_path / "reason-b", 1, verifier_url)
+    short.reason = cfg.reason
+    train(short, resumed, task, RewardFetcher(verifier_url), progress=False)
+    cfg.run.run_dir = short.run.run_dir
+    resumed = policy(task)
+    train(cfg, resumed, task, RewardFetcher(verifier_url), resume=True, progress=False)
+    for (k, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_resume_refuses_weights_that_evaluate_differently(verifier_url, tmp_path):
     import json
 
@@ -159,9 +186,23 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     model = policy(task).eval()
     shapes = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_prompts=6, n_steps=2)
     out = shapes.evaluate(model, step=3)
-    assert set(out) == {"oracle_accuracy", "oracle_accuracy_stderr", "verifier_reward", "n_prompts"}
+    per_category = {k for k in out if k.startswith("acc_")}
+    assert set(out) - per_category == {"oracle_accuracy", "oracle_accuracy_stderr", "verifier_reward", "n_prompts"}
+    assert per_category and "acc_implicit" not in per_category  # explicit prompts by default
     assert out["n_prompts"] == 6 and 0 <= out["oracle_accuracy"] <= 1 and 0 < out["verifier_reward"] < 1
     assert (tmp_path / "eval-000003.png").exists()
+    # reasoning: the evaluation plans first (seeded), reports the plans' format rate and writes them down
+    reason = ReasonConfig(enabled=True, max_plan_tokens=4)
+    thinking = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_prompts=4, n_steps=2,
+                          eval_categories=["implicit"], reason=reason)  # fmt: skip
+    out = thinking.evaluate(model, step=4)
+    assert out["n_prompts"] == 4 and set(k for k in out if k.startswith("acc_")) == {"acc_implicit"}
+    assert 0 <= out["format_rate"] <= 1
+    rows = (tmp_path / "eval-000004-plans.tsv").read_text().splitlines()
+    assert len(rows) == 4 and all(r.split("\t")[1].startswith("<think>") for r in rows)
+    assert thinking.evaluate(model, step=4) == out  # seeded: the same plans and images
+    with pytest.raises(ValueError, match="unknown prompt categories"):
+        ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_categories=["implicitt"])
     cfg = TrainConfig.from_yaml("configs/shapes-t2i.yaml")
     assert cfg.rollout.group_size == 8 and cfg.model_path == "models/shapes-umm" and cfg.eval.prompts >= 500
     ablation = TrainConfig.from_yaml("configs/shapes-t2i-holistic.yaml")
@@ -169,3 +210,8 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     # the ablation differs from the main config in the reward and the run folder only: the same budget
     same = lambda c: {**c.to_dict(), "reward": {**c.to_dict()["reward"], "mode": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
     assert same(cfg) == same(ablation)
+    # reasoning and its baseline: the same prompts, budget and evaluation; only planning differs
+    reason, base = TrainConfig.from_yaml("configs/shapes-reason.yaml"), TrainConfig.from_yaml("configs/shapes-reason-baseline.yaml")
+    assert reason.reason.enabled and not base.reason.enabled and reason.task.eval_categories == ["implicit"]
+    plain = lambda c: {**c.to_dict(), "reason": {**c.to_dict()["reason"], "enabled": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
+    assert plain(reason) == plain(base) and reason.run.run_dir != base.run.run_dir

@@ -11,10 +11,10 @@ from decomposer.app import create_app as decomposer_app
 from decomposer.metrics import DecomposerMetrics
 from decomposer.settings import DecomposerSettings
 from serving.openapi import service_schemas
-from verifier.app import create_app as verifier_app
-from verifier.metrics import VerifierMetrics
 from trainer.monitor import Monitor, TrainerMetrics
 from trainer.settings import TrainerSettings
+from verifier.app import create_app as verifier_app
+from verifier.metrics import VerifierMetrics
 from verifier.settings import VerifierSettings
 
 ROOT = Path(__file__).resolve().parents[2]
