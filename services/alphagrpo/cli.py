@@ -193,6 +193,9 @@ def shapes_train_umm(
     plan_lm_weight: Annotated[float, typer.Option(help="weight of the plan-writing LM loss (0: off)")] = 0.0,
     fg_weight: Annotated[float, typer.Option(help="extra flow-loss weight on object pixels (0: plain mean)")] = 0.0,
     distractors: Annotated[int | None, typer.Option(help="extra objects per training scene (default: 0-2 at random)")] = None,
+    image_patch: Annotated[int, typer.Option(help="patch size of the LM's input-image tokens (0: none)")] = 0,
+    refine_batch: Annotated[int, typer.Option(help="refinement rows per step (near miss + edit -> repaired)")] = 0,
+    refine_lm_weight: Annotated[float, typer.Option(help="weight of the edit-instruction LM loss")] = 0.0,
 ) -> None:
     """Pretrain the tiny UMM (flow matching on ShapesWorld) on CPU; seeded, resumable, with a progress bar.
     A resumed run may change the recipe (every version is kept in run_dir/recipe-history.jsonl)."""
@@ -201,7 +204,10 @@ def shapes_train_umm(
     from recipes.umm import UMMRecipe, train_umm
 
     recipe = UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr, plan_cond=plan_cond, plan_lm_weight=plan_lm_weight,
-                       fg_weight=fg_weight, distractors=distractors)  # fmt: skip
+                       fg_weight=fg_weight, distractors=distractors, image_patch=image_patch, refine_batch=refine_batch,
+                       refine_lm_weight=refine_lm_weight)  # fmt: skip
+    if refine_batch and not image_patch:
+        raise typer.BadParameter("refinement needs the LM to see the image: give --image-patch (e.g. 8)")
     result = train_umm(recipe, Path(run_dir), Path(out), resume=resume)
     typer.echo(json.dumps(result))
 

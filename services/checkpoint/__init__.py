@@ -71,17 +71,26 @@ def latest(run: Path) -> Path | None:
     return None
 
 
-def load(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    """Restore model and optimizer from ``run``'s latest checkpoint; returns its state (without the optimizer)."""
+def load(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, grow: tuple[str, ...] = ()) -> dict:
+    """Restore model and optimizer from ``run``'s latest checkpoint; returns its state (without the optimizer).
+
+    ``grow``: name prefixes of modules the model may have that the checkpoint lacks (a recipe that adds a
+    part to a model mid-training); those keep their fresh initialisation, are listed in ``state["grown"]``,
+    and the optimizer restarts (its saved moments describe the old parameter list). Any other missing or
+    unexpected key is an error."""
     from safetensors.torch import load_file, load_model
 
     ck = latest(run)
     if ck is None:
         raise FileNotFoundError(f"no complete checkpoint under {run}")
     state = json.loads((ck / "state.json").read_text())
-    load_model(model, str(ck / "model.safetensors"))
+    missing, unexpected = load_model(model, str(ck / "model.safetensors"), strict=False)
+    bad = [k for k in missing if not k.startswith(grow)] if grow else list(missing)
+    if bad or unexpected:
+        raise RuntimeError(f"checkpoint {ck} does not fit the model: missing {bad[:5]}, unexpected {unexpected[:5]}")
+    state["grown"] = sorted(missing)
     meta = state.pop("optimizer")
-    if (ck / "optimizer.safetensors").exists():
+    if (ck / "optimizer.safetensors").exists() and not missing:
         load_optimizer(opt, load_file(str(ck / "optimizer.safetensors")), meta)
         state["optimizer_restored"] = True
     else:  # a weights-only copy (e.g. committed to the repository): the optimizer starts fresh

@@ -9,7 +9,9 @@ For reasoning text-to-image (``reason`` given) the task also supplies the plan v
 ``prompt <think>`` ids, ``</think>`` as the stop token), and its evaluation plans before drawing (seeded, at
 the eval temperature), logs the share of well-formed plans and writes the plans beside the grid. Prompt
 categories are configurable: the reasoning runs train and evaluate on implicit prompts, whose held-out
-accuracy the oracle judges against their explicit resolution.
+accuracy the oracle judges against their explicit resolution. With ``reflect`` the evaluation also runs one
+refinement pass over its images (the model reads each image, writes an edit, redraws) and logs the refined
+images' oracle accuracy and verifier reward beside the first ones, with the edits written down.
 """
 
 from __future__ import annotations
@@ -20,22 +22,25 @@ from pathlib import Path
 
 import torch
 
-from recipes.umm import THINK, _grid, to_images, tokenize, tokenize_left
+from recipes.umm import THINK, PlanVocab, _grid, refine_images, to_images, tokenize
 from shapesworld.oracle import evaluate
 from shapesworld.prompts import CATEGORIES, prompts
-from trainer.config import ReasonConfig
+from trainer.config import ReasonConfig, ReflectConfig
 from trainer.reasoning import sample_plans
 from trainer.reward import RewardFetcher
 from trainer.rollout import sample_images
 
 
-class ShapesTask:
+class ShapesTask(PlanVocab):
     def __init__(self, tokenizer, fetcher: RewardFetcher, run_dir: str | Path, *, eval_prompts: int = 100,
                  eval_seed: int = 1234, n_steps: int = 12, shift: float = 3.0, cfg_scale: float = 3.0,
                  max_tokens: int = 24, train_categories: list[str] | None = None,
                  eval_categories: list[str] | None = None, reason: ReasonConfig | None = None,
-                 eval_repeats: int = 1):  # fmt: skip
-        self.tok, self.fetcher, self.run = tokenizer, fetcher, Path(run_dir)
+                 reflect: ReflectConfig | None = None, eval_repeats: int = 1):  # fmt: skip
+        if (reason or reflect) and any(t not in tokenizer.get_vocab() for t in THINK):
+            raise ValueError(f"planning and refinement need a model whose tokenizer has {THINK} (train-umm --plan-cond)")
+        super().__init__(tokenizer, max_tokens)
+        self.fetcher, self.run = fetcher, Path(run_dir)
         explicit = [c for c in CATEGORIES if c != "implicit"]
         train_cats, eval_cats = set(train_categories or explicit), set(eval_categories or explicit)
         unknown = sorted((train_cats | eval_cats) - set(CATEGORIES))
@@ -46,21 +51,7 @@ class ShapesTask:
         self.eval_specs = random.Random(eval_seed).sample(held, min(eval_prompts, len(held))) * eval_repeats
         self.n_eval_prompts = len(self.eval_specs) // eval_repeats
         self.eval_seed, self.n_steps, self.shift, self.cfg_scale = eval_seed, n_steps, shift, cfg_scale
-        self.reason = reason
-        self.max_tokens = max_tokens
-        if reason is not None:
-            missing = [t for t in THINK if t not in tokenizer.get_vocab()]
-            if missing:
-                raise ValueError(f"reasoning needs a model whose tokenizer has {missing} (train-umm with --plan-cond)")
-            self.think_close_id = tokenizer.convert_tokens_to_ids(THINK[1])
-            self.pad_id = tokenizer.pad_token_id
-
-    def plan_prompts(self, texts: list[str]):
-        """Left-padded ``prompt <think>`` ids, where plans start."""
-        return tokenize_left(self.tok, [f"{t} {THINK[0]}" for t in texts], self.max_tokens + 1)
-
-    def decode(self, ids: torch.Tensor) -> str:
-        return self.tok.decode(ids, skip_special_tokens=False)
+        self.reason, self.reflect = reason, reflect
 
     def train_prompts(self, rng: random.Random, n: int) -> list[str]:
         return rng.sample(self.train_specs, n)
@@ -74,7 +65,7 @@ class ShapesTask:
     @torch.no_grad()
     def evaluate(self, policy, step: int) -> dict:
         g = torch.Generator().manual_seed(self.eval_seed)
-        images, plans = [], []
+        first, plans = [], []
         for i in range(0, len(self.eval_specs), 32):
             texts = [s.text for s in self.eval_specs[i : i + 32]]
             if self.reason is not None:
@@ -83,14 +74,35 @@ class ShapesTask:
                 ctx, plans = policy.encode(p.ids, p.mask), plans + [(p.texts[j], float(p.format[j])) for j in range(len(texts))]
             else:
                 ctx = policy.encode(*self.tokenize(texts))
-            r = sample_images(policy, ctx, n_steps=self.n_steps, shift=self.shift, cfg_scale=self.cfg_scale, generator=g)
-            images += to_images(r.images)
+            first.append(sample_images(policy, ctx, n_steps=self.n_steps, shift=self.shift, cfg_scale=self.cfg_scale,
+                                       generator=g).images)  # fmt: skip
+        out, verdicts = self._judge(torch.cat(first), step, "")
+        if plans:
+            out["format_rate"] = round(sum(f for _, f in plans) / len(plans), 4)
+            self._write_texts(step, "plans", [t for t, _ in plans], verdicts)
+        if self.reflect is not None:  # one refinement pass over the same images: what it adds
+            refined, edits = [], []
+            for i, x in zip(range(0, len(self.eval_specs), 32), first):
+                new, e = refine_images(policy, self.tok, [s.text for s in self.eval_specs[i : i + 32]], x,
+                                       max_tokens=self.max_tokens, edit_tokens=self.reflect.max_edit_tokens,
+                                       temperature=self.reflect.eval_temperature, n_steps=self.n_steps, shift=self.shift,
+                                       cfg_scale=self.cfg_scale, generator=g)  # fmt: skip
+                refined.append(new)
+                edits += e
+            after, verdicts = self._judge(torch.cat(refined), step, "-refined")
+            out |= {f"refined_{k}": v for k, v in after.items() if k in ("oracle_accuracy", "verifier_reward")}
+            self._write_texts(step, "edits", edits, verdicts)
+        return out
+
+    def _judge(self, x: torch.Tensor, step: int, suffix: str) -> tuple[dict, list[bool]]:
+        """Oracle accuracy (overall and per category) and verifier reward of one image per eval row; a grid."""
+        images = to_images(x)
         verdicts = [evaluate(im, s).correct for im, s in zip(images, self.eval_specs)]
         rewards = self.fetcher.wait(self.fetcher.submit([s.text for s in self.eval_specs], images)).values
         valid = [r for r in rewards if not math.isnan(r)]
         acc = sum(verdicts) / len(verdicts)
         self.run.mkdir(parents=True, exist_ok=True)
-        _grid(images[:48]).save(self.run / f"eval-{step:06d}.png")
+        _grid(images[:48]).save(self.run / f"eval-{step:06d}{suffix}.png")
         out = {
             "oracle_accuracy": round(acc, 4),
             "oracle_accuracy_stderr": round(math.sqrt(acc * (1 - acc) / len(verdicts)), 4),
@@ -102,9 +114,8 @@ class ShapesTask:
         per: dict[str, list[bool]] = {}
         for v, s in zip(verdicts, self.eval_specs):
             per.setdefault(s.category, []).append(v)
-        out |= {f"acc_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per.items())}
-        if plans:
-            out["format_rate"] = round(sum(f for _, f in plans) / len(plans), 4)
-            lines = [f"{s.text}\t{t}\t{'ok' if v else 'wrong'}" for s, (t, _), v in zip(self.eval_specs, plans, verdicts)]
-            (self.run / f"eval-{step:06d}-plans.tsv").write_text("\n".join(lines) + "\n")
-        return out
+        return out | {f"acc_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per.items())}, verdicts
+
+    def _write_texts(self, step: int, name: str, texts: list[str], verdicts: list[bool]) -> None:
+        lines = [f"{s.text}\t{t}\t{'ok' if v else 'wrong'}" for s, t, v in zip(self.eval_specs, texts, verdicts)]
+        (self.run / f"eval-{step:06d}-{name}.tsv").write_text("\n".join(lines) + "\n")

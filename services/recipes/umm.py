@@ -28,12 +28,14 @@ import torch
 from checkpoint import latest as latest_checkpoint
 from shapesworld.oracle import evaluate
 from shapesworld.prompts import prompts, satisfying_scene
+from shapesworld.refine import EDIT_WORDS, near_miss
 from shapesworld.verifier_recipe import build_tokenizer, checkpoint, restore
 from shapesworld.world import render
 from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
 from trainer.rollout import sample_images
 
 THINK = ["<think>", "</think>"]
+GROWABLE = ("image_in.", "image_pos")  # parts a resumed recipe may add (the LM's view of input images)
 
 
 @dataclass
@@ -61,11 +63,19 @@ class UMMRecipe:
     plan_max_tokens: int = 32
     fg_weight: float = 0.0  # extra flow-loss weight on object pixels (0: plain mean over pixels)
     distractors: int | None = None  # extra objects per training scene (None: 0-2 at random)
+    image_patch: int = 0  # > 0: the LM reads input images as patch tokens (needed for refinement)
+    refine_batch: int = 0  # refinement rows per step: (near miss, "prompt <think> edit </think>") -> repaired scene
+    refine_lm_weight: float = 0.0  # weight of the LM loss on the edit instruction (given image and prompt)
 
 
 def umm_tokenizer():
+    """The verifier's word-level vocabulary plus the plan tags and the words of edit instructions (121 + 7
+    = 128 tokens: the LM's embedding table, padded to a multiple of 32, keeps its size)."""
+    from tokenizers import AddedToken
+
     tok = build_tokenizer()
     tok.add_tokens(THINK, special_tokens=True)
+    tok.add_tokens([AddedToken(w, single_word=True) for w in EDIT_WORDS])
     return tok
 
 
@@ -101,7 +111,8 @@ def build(recipe: UMMRecipe, tok) -> TinyUMM:
     torch.manual_seed(recipe.seed)
     cfg = TinyUMMConfig(vocab_size=len(tok) + (-len(tok)) % 32, pad_token_id=tok.pad_token_id,
                         text_hidden=recipe.text_hidden, text_layers=recipe.text_layers, image_size=32,
-                        unet_channels=tuple(recipe.unet_channels), cross_dim=recipe.text_hidden)  # fmt: skip
+                        unet_channels=tuple(recipe.unet_channels), cross_dim=recipe.text_hidden,
+                        image_patch=recipe.image_patch)  # fmt: skip
     return TinyUMM(cfg)
 
 
@@ -124,6 +135,32 @@ def batch_of(rng: random.Random, specs, n: int, plan_cond: float = 0.0, implicit
     return texts, to_tensor(images)
 
 
+def refine_batch_of(rng: random.Random, specs, n: int, distractors: int | None = None):
+    """``n`` refinement rows: the text ``prompt <think> edit </think>``, the near miss as the input image and
+    the scene that satisfies the prompt as the target (``shapesworld.refine``)."""
+    texts, inputs, targets = [], [], []
+    while len(texts) < n:
+        spec = rng.choice(specs)
+        scene = satisfying_scene(spec, rng, distractors)
+        if scene is None:
+            continue
+        broken, edit, _ = near_miss(spec, scene, rng)
+        texts.append(f"{spec.text} {THINK[0]} {edit} {THINK[1]}")
+        inputs.append(render(broken, 32))
+        targets.append(render(scene, 32))
+    return texts, to_tensor(inputs), to_tensor(targets)
+
+
+def continuation_loss(model: TinyUMM, ids: torch.Tensor, mask: torch.Tensor, start_id: int,
+                      image: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """Cross-entropy of every real token after the first ``start_id`` (e.g. ``<think>``) of each row, given
+    what comes before it (and the input image); the prompt itself is not trained."""
+    lp = model.token_logprobs(ids, mask, image)  # column k predicts token k + 1
+    after = (ids == start_id).long().cumsum(-1) > 0
+    target = (after & ~(ids == start_id) & (mask == 1))[:, 1:]
+    return -(lp * target).sum() / target.sum().clamp(min=1)
+
+
 def foreground(x0: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) 1 where a pixel differs from the white background (with a one-pixel margin)."""
     fg = (x0 < 0.98).any(1, keepdim=True).float()
@@ -142,16 +179,47 @@ def plan_lm_loss(model: TinyUMM, tok, rng: random.Random, specs, n: int, max_tok
     return model.lm(input_ids=ids, attention_mask=mask, labels=labels).loss
 
 
+class PlanVocab:
+    """The plan vocabulary of a UMM tokenizer, in the shape ``trainer.reasoning.sample_plans`` asks for:
+    left-padded ``prompt <think>`` ids (where plans and edits start), ``</think>`` as the stop token."""
+
+    def __init__(self, tok, max_tokens: int):
+        self.tok, self.max_tokens = tok, max_tokens
+        self.think_close_id, self.pad_id = tok.convert_tokens_to_ids(THINK[1]), tok.pad_token_id
+
+    def plan_prompts(self, texts: list[str]):
+        return tokenize_left(self.tok, [f"{t} {THINK[0]}" for t in texts], self.max_tokens + 1)
+
+    def decode(self, ids: torch.Tensor) -> str:
+        return self.tok.decode(ids, skip_special_tokens=False)
+
+
+@torch.no_grad()
+def refine_images(model: TinyUMM, tok, texts: list[str], images: torch.Tensor, *, max_tokens: int = 24,
+                  edit_tokens: int = 12, temperature: float = 0.3, n_steps: int = 20, shift: float = 3.0,
+                  cfg_scale: float = 3.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
+    """One refinement pass: the model reads each prompt and its image, writes an edit after ``<think>``, and
+    draws a new image conditioned on prompt, edit and the old image. Returns (new images, edit texts)."""
+    from trainer.reasoning import sample_plans
+
+    plans = sample_plans(model, PlanVocab(tok, max_tokens), texts, max_tokens=edit_tokens, temperature=temperature,
+                         generator=generator, image=images)  # fmt: skip
+    r = sample_images(model, model.encode(plans.ids, plans.mask, images), n_steps=n_steps, shift=shift,
+                      cfg_scale=cfg_scale, generator=generator)  # fmt: skip
+    return r.images, plans.texts
+
+
 @torch.no_grad()
 def evaluate_umm(model: TinyUMM, tok, recipe: UMMRecipe, specs) -> dict:
     model.eval()
     g = torch.Generator().manual_seed(1234)
     ids, mask = tokenize(tok, [s.text for s in specs], recipe.max_tokens)
-    out = []
+    out, first = [], []
     for i in range(0, len(specs), 32):
         ctx = model.encode(ids[i : i + 32], mask[i : i + 32])
         r = sample_images(model, ctx, n_steps=recipe.sample_steps, cfg_scale=recipe.cfg_scale, generator=g)
         out += to_images(r.images)
+        first.append(r.images)
     verdicts = [evaluate(img, spec) for img, spec in zip(out, specs)]
     per: dict[str, list] = {}
     for v, s in zip(verdicts, specs):
@@ -159,6 +227,13 @@ def evaluate_umm(model: TinyUMM, tok, recipe: UMMRecipe, specs) -> dict:
     res = {"accuracy": sum(v.correct for v in verdicts) / len(verdicts),
            "atom_accuracy": sum(v.atom_accuracy for v in verdicts) / len(verdicts)}  # fmt: skip
     res.update({f"acc_{k}": sum(v) / len(v) for k, v in sorted(per.items())})
+    if recipe.refine_batch > 0:  # one refinement pass over the same images: what it adds
+        refined = []
+        for i, x in zip(range(0, len(specs), 32), first):
+            new, _ = refine_images(model, tok, [s.text for s in specs[i : i + 32]], x, max_tokens=recipe.max_tokens,
+                                   n_steps=recipe.sample_steps, cfg_scale=recipe.cfg_scale, generator=g)  # fmt: skip
+            refined += to_images(new)
+        res["refined_accuracy"] = sum(evaluate(im, s).correct for im, s in zip(refined, specs)) / len(specs)
     model.train()
     return {k: round(v, 4) for k, v in res.items()}, out
 
@@ -184,13 +259,17 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     step, elapsed, last = 0, 0.0, {}
     warm_from = 0  # the step the learning-rate warm-up counts from
     if resume and latest_checkpoint(run) is not None:
-        state = restore(run, model, opt, rng)
+        state = restore(run, model, opt, rng, grow=GROWABLE)
         step, elapsed, last = state["step"], state["elapsed"], state["last_eval"]
         _truncate_log(run / "log.jsonl", step)  # a crash may have logged steps past the checkpoint
         if not state["optimizer_restored"]:
             warm_from = step  # fresh AdamW moments: warm up again rather than take full-size first steps
             print(f"train-umm: {run} holds weights without optimizer state; AdamW restarts at step {step}")  # noqa: T201
+        if state["grown"]:
+            print(f"train-umm: new parts start fresh at step {step}: {state['grown']}")  # noqa: T201
         ema = load_extra(run, "ema")
+        for k, v in model.state_dict().items():  # a grown part's EMA starts at its fresh weights
+            ema.setdefault(k, v.detach().clone())
         gen.manual_seed(recipe.seed + step)
     (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
     specs = [p for p in prompts("train") if p.category != "implicit"]
@@ -217,6 +296,18 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
         if recipe.plan_lm_weight > 0:
             lm_loss = plan_lm_loss(model, tok, rng, specs + implicit, recipe.plan_lm_batch, max_tokens)
             loss = loss + recipe.plan_lm_weight * lm_loss
+        refine_loss = None
+        if recipe.refine_batch > 0:  # refinement rows: same flow loss, conditioned on the near miss too
+            r_texts, r_in, r_x0 = refine_batch_of(rng, specs, recipe.refine_batch, recipe.distractors)
+            r_ids, r_mask = tokenize(tok, r_texts, max_tokens)
+            r_drop = torch.rand(recipe.refine_batch, generator=gen) < recipe.drop_cond
+            r_weight = 1 + recipe.fg_weight * foreground(torch.minimum(r_x0, r_in)) if recipe.fg_weight > 0 else None
+            refine_loss = model.flow_loss(r_x0, model.encode(r_ids, r_mask, r_in), drop_cond=r_drop, generator=gen,
+                                          weight=r_weight)  # fmt: skip
+            loss = loss + recipe.refine_batch / recipe.batch * refine_loss
+            if recipe.refine_lm_weight > 0:
+                edit_loss = continuation_loss(model, r_ids, r_mask, tok.convert_tokens_to_ids(THINK[0]), r_in)
+                loss = loss + recipe.refine_lm_weight * edit_loss
         lr = recipe.lr * min(1.0, (step + 1 - warm_from) / recipe.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -235,6 +326,10 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
             rec = {"step": step, "t": round(elapsed, 1), "loss": round(loss.item(), 5)}
             if lm_loss is not None:
                 rec["plan_lm_loss"] = round(lm_loss.item(), 5)
+            if refine_loss is not None:
+                rec["refine_loss"] = round(refine_loss.item(), 5)
+                if recipe.refine_lm_weight > 0:
+                    rec["edit_lm_loss"] = round(edit_loss.item(), 5)
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{loss.item():.4f}")

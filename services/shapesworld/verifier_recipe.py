@@ -274,11 +274,11 @@ def _rng_to_json(rng: random.Random) -> list:
     return [version, list(internal), gauss]
 
 
-def restore(run: Path, model, opt, rng: random.Random) -> dict:
-    """Load a checkpoint written by ``checkpoint``; returns its state."""
+def restore(run: Path, model, opt, rng: random.Random, grow: tuple[str, ...] = ()) -> dict:
+    """Load a checkpoint written by ``checkpoint``; returns its state (``grow``: see ``checkpoint.load``)."""
     from checkpoint import load, load_extra
 
-    state = load(run, model, opt)
+    state = load(run, model, opt, grow=grow)
     torch.set_rng_state(load_extra(run, "torch_rng")["state"])
     version, internal, gauss = state["py_rng"]
     rng.setstate((version, tuple(internal), gauss))

@@ -63,6 +63,25 @@ class ReasonConfig:
 
 
 @dataclass
+class ReflectConfig:
+    enabled: bool = False  # self-reflective refinement rounds (stage 1: initial image; stage 2: G refinements)
+    every: int = 1  # a refinement round every `every` steps, text-to-image rounds between (mixed training)
+    n_initial: int = 4  # N deterministic candidates per prompt; the lowest-DVReward one is refined (R_init)
+    rectify: bool = True  # false-positive rectification: a refinement that does not beat R_init gets R_init
+    margin: float = 0.0  # a refinement must beat R_init by more than this to count as an improvement
+    skip_without_improvement: bool = True  # skip (and count) a rectified round where nothing improved
+    max_edit_tokens: int = 12  # the critique + edit written before the refined image
+    temperature: float = 1.0
+    top_p: float = 0.8
+    text_loss_weight: float = 0.5  # edit loss x trained image steps x this (0.5 x 2 = 1: like one image step, as the reference)
+    eval_temperature: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.n_initial < 1 or self.max_edit_tokens < 2 or self.temperature <= 0:
+            raise ValueError("reflect: every >= 1, n_initial >= 1, max_edit_tokens >= 2, temperature > 0")
+
+
+@dataclass
 class TaskConfig:
     train_categories: list[str] | None = None  # prompt categories trained on (None: the task's default, explicit)
     eval_categories: list[str] | None = None  # held-out categories evaluated (None: the task's default)
@@ -116,6 +135,7 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     reason: ReasonConfig = field(default_factory=ReasonConfig)
+    reflect: ReflectConfig = field(default_factory=ReflectConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -128,11 +148,13 @@ class TrainConfig:
         return {"eval_prompts": e.prompts, "eval_seed": e.seed, "n_steps": e.n_steps, "shift": e.shift,
                 "cfg_scale": e.cfg_scale, "eval_repeats": e.repeats, "train_categories": self.task.train_categories,
                 "eval_categories": self.task.eval_categories,
-                "reason": self.reason if self.reason.enabled else None}  # fmt: skip
+                "reason": self.reason if self.reason.enabled else None,
+                "reflect": self.reflect if self.reflect.enabled else None}  # fmt: skip
 
     @classmethod
     def from_dict(cls, raw: dict) -> TrainConfig:
-        groups = {"rollout": RolloutConfig, "grpo": GRPOConfig, "reason": ReasonConfig, "task": TaskConfig,
+        groups = {"rollout": RolloutConfig, "grpo": GRPOConfig, "reason": ReasonConfig, "reflect": ReflectConfig,
+                  "task": TaskConfig,
                   "optim": OptimConfig, "reward": RewardConfig, "eval": EvalConfig, "run": RunConfig}  # fmt: skip
         unknown = sorted(set(raw) - set(groups) - {"model_path"})
         if unknown:

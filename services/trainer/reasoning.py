@@ -44,29 +44,34 @@ class Plans:
     logprobs: torch.Tensor  # (B, T) rollout log-probs at temperature 1
     format: torch.Tensor  # (B,) float, 1 = a well-formed plan
     texts: list[str]  # "<think> ... </think>" as decoded, for logs and grids
+    image: torch.Tensor | None = None  # (B, C, H, W) the input image the text was written about (refinement)
 
     def rows(self, index: torch.Tensor) -> Plans:
         """The plans of the rows ``index`` (1-D long tensor)."""
         return Plans(self.ids[index], self.mask[index], self.generated[index], self.logprobs[index],
-                     self.format[index], [self.texts[i] for i in index.tolist()])  # fmt: skip
+                     self.format[index], [self.texts[i] for i in index.tolist()],
+                     None if self.image is None else self.image[index])  # fmt: skip
 
 
 def sample_plans(policy, task: PlanTask, prompts: list[str], *, max_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, generator: torch.Generator | None = None) -> Plans:  # fmt: skip
-    """One plan per prompt row (repeat a prompt G times for a group), sampled in one batched pass."""
+                 top_p: float = 1.0, generator: torch.Generator | None = None,
+                 image: torch.Tensor | None = None) -> Plans:  # fmt: skip
+    """One plan per prompt row (repeat a prompt G times for a group), sampled in one batched pass. With an
+    input ``image`` (refinement) the policy reads it first and the text is its critique and edit."""
     ids, mask = task.plan_prompts(prompts)
     s = policy.sample_text(ids, mask, max_new_tokens=max_tokens, stop_token_id=task.think_close_id,
-                           pad_token_id=task.pad_id, temperature=temperature, top_p=top_p, generator=generator)  # fmt: skip
+                           pad_token_id=task.pad_id, temperature=temperature, top_p=top_p, generator=generator,
+                           image=image)  # fmt: skip
     t = s.generated.shape[1]
     texts = ["<think>" + task.decode(row[-t:][g.bool()]) for row, g in zip(s.ids, s.generated)]
     fmt = torch.tensor([think_format_reward(x) for x in texts], dtype=torch.float32)
-    return Plans(s.ids, s.mask, s.generated, s.logprobs, fmt, texts)
+    return Plans(s.ids, s.mask, s.generated, s.logprobs, fmt, texts, image)
 
 
 def plan_logprobs(policy, plans: Plans) -> torch.Tensor:
     """Log-probs of the sampled plan tokens under the current weights (or the reference), (B, T)."""
     t = plans.generated.shape[1]
-    return policy.token_logprobs(plans.ids, plans.mask)[:, -t:]
+    return policy.token_logprobs(plans.ids, plans.mask, plans.image)[:, -t:]
 
 
 @dataclass

@@ -1,9 +1,14 @@
-"""The AlphaGRPO training loop for text-to-image, readable top to bottom.
+"""The AlphaGRPO training loop, readable top to bottom.
 
-One step: draw prompts; sample each prompt's group of G images in one batched pass per chunk, with the SDE
-window at a random place; send each chunk's images to ``/v1/reward`` while the next chunk samples; turn
-rewards into group-relative advantages (NaN rewards excluded); replay the window transitions under the
-current weights for the clipped-ratio loss (one backward per trained timestep, as the reference); step.
+One step: draw prompts; roll out a round (``episodes.py``): text-to-image groups of G images in one batched
+pass per chunk (each sample first writing its own plan when reasoning), or a refinement round (the worst of
+N initial images per prompt, refined G times); rewards come from ``/v1/reward`` while the next chunk samples.
+Refinement rewards are rectified (a refinement that does not beat its initial image gets that image's
+reward); the plan format reward is added for reasoning. Rewards become group-relative advantages (NaN
+rewards excluded); the window transitions are replayed under the current weights for the clipped-ratio loss
+(one backward per trained timestep, as the reference), and the text written before the image gets the same
+advantage through the sequence-level text loss; step. ``reflect.every`` interleaves refinement and
+text-to-image rounds in one run (mixed training), each round normalised within its own groups.
 
 How it departs from the reference: rewards come from the DVReward service over HTTP in batches, not one
 request per question; a failed reward is excluded, never a silent 0; the first-step ratio must be 1
@@ -31,11 +36,13 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.distributed import Dist
+from trainer.episodes import refine_round, t2i_round
 from trainer.grpo import check_first_ratio, gaussian_kl, group_advantages, image_policy_loss
 from trainer.monitor import Monitor, plot_curves
-from trainer.reasoning import Plans, plan_loss, sample_plans
+from trainer.reasoning import plan_loss
+from trainer.reflection import rectify
 from trainer.reward import RewardFetcher
-from trainer.rollout import replay_step, sample_images
+from trainer.rollout import replay_step
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +71,12 @@ class StepStats:
     sample_s: float
     reward_wait_s: float
     train_s: float
+    round: str | None = None  # reasoning / refinement runs: "t2i", "reason" or "refine"
     format_rate: float | None = None  # reasoning: share of well-formed plans
-    text_loss: float | None = None  # reasoning: the plans' policy loss
+    text_loss: float | None = None  # the policy loss of the text written before the image (plan or edit)
     text_clip_fraction: float | None = None
+    r_init_mean: float | None = None  # refinement: mean reward of the images being refined
+    n_improved: int | None = None  # refinement: refined images that beat their R_init (over all ranks)
 
 
 def step_rng(seed: int, step: int) -> tuple[random.Random, torch.Generator]:
@@ -83,77 +93,62 @@ def chunk_generator(seed: int, step: int, chunk: int) -> torch.Generator:
 
 def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig, step: int,
                dist: Dist = Dist()) -> StepStats:  # fmt: skip
-    ro, gr, rc = cfg.rollout, cfg.grpo, cfg.reason
+    ro, gr, rc, fc = cfg.rollout, cfg.grpo, cfg.reason, cfg.reflect
     G = ro.group_size
     rng, _ = step_rng(cfg.run.seed, step)
     prompts = task.train_prompts(rng, ro.prompts_per_step)  # the global batch; this rank takes its chunks
-    ids, mask = task.tokenize(prompts)
     window_start = rng.randint(*ro.window_range)
-    per_chunk = ro.prompts_per_step // ro.chunks
-    my_chunks = range(dist.rank * ro.chunks // dist.world, (dist.rank + 1) * ro.chunks // dist.world)
+    refining = fc.enabled and step % fc.every == 0  # mixed runs interleave refinement and text-to-image rounds
+    rollout = refine_round if refining else t2i_round
+    rnd = rollout(policy, task, fetcher, cfg, prompts, window_start, lambda c: chunk_generator(cfg.run.seed, step, c),
+                  dist.rank, dist.world)  # fmt: skip
+    extra: dict = {"round": rnd.kind} if fc.enabled or rc.enabled else {}
 
-    def context(sl: slice, plans: Plans | None):
-        """The image head's conditioning of one chunk: the prompt once per group, or each sample's plan."""
-        if plans is None:
-            return policy.encode(ids[sl], mask[sl]).repeat(G)
-        return policy.encode(plans.ids, plans.mask)
-
-    # ---- rollout: (plans,) then images, one batched pass per chunk; rewards fetched while the next samples --
-    t0 = time.perf_counter()
-    chunks, futures = [], []
-    for c in my_chunks:
-        sl = slice(c * per_chunk, (c + 1) * per_chunk)
-        texts = [p for p in prompts[sl] for _ in range(G)]
-        gen = chunk_generator(cfg.run.seed, step, c)
-        plans = None
-        if rc.enabled:  # think first: each sample of the group writes its own plan
-            plans = sample_plans(policy, task, texts, max_tokens=rc.max_plan_tokens, temperature=rc.temperature,
-                                 top_p=rc.top_p, generator=gen)  # fmt: skip
-        with torch.no_grad():
-            ctx = context(sl, plans)
-        r = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, window_start=window_start,
-                          window_len=ro.window_len, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale,
-                          generator=gen)  # fmt: skip
-        futures.append(fetcher.submit(texts, task.to_images(r.images)))  # scored against the original prompt
-        chunks.append((sl, r, plans))
-    sample_s = time.perf_counter() - t0
-    waited0 = fetcher.waited_s
-    local = torch.tensor([v for f in futures for v in fetcher.wait(f).values], dtype=torch.float64)
-    reward_wait_s = fetcher.waited_s - waited0
-    fmt_local = torch.cat([p.format for _, _, p in chunks]).double() if rc.enabled else torch.zeros(0)
-
-    # ---- advantages over the global batch (NaN rewards excluded and counted) ------------------------
+    # ---- rewards: rectified (refinement), plus the plan bonus (reasoning); NaN stays NaN ---------------------
     t1 = time.perf_counter()
-    r_all = dist.all_gather_cat(local)
-    fmt_all = dist.all_gather_cat(fmt_local) if rc.enabled else None
-    if rc.enabled:
-        r_all = r_all + rc.format_weight * fmt_all  # NaN stays NaN: a failed verification is never rewarded
+    rewards = rnd.rewards
+    if refining:
+        local_groups = torch.arange(len(rnd.r_init)).repeat_interleave(G)
+        if fc.rectify:
+            rewards, _, rs = rectify(rewards, local_groups, rnd.r_init, fc.margin)
+            n_improved = dist.all_gather_cat(torch.tensor([float(rs.n_improved)])).sum()
+        else:
+            base = rnd.r_init[local_groups]
+            n_improved = dist.all_gather_cat(torch.tensor([float((rewards > base + fc.margin).sum())])).sum()
+        extra |= {"r_init_mean": rnd.info["r_init_mean"], "n_improved": int(n_improved)}
+    r_all = dist.all_gather_cat(rewards + rnd.bonus)
+    if rc.enabled and not refining:
+        extra["format_rate"] = float(dist.all_gather_cat(rnd.bonus).mean()) / max(rc.format_weight, 1e-12)
     groups = torch.arange(ro.prompts_per_step).repeat_interleave(G)
     adv, valid, st = group_advantages(r_all, groups, std_scope=gr.std_scope, clip=gr.adv_clip)
     adv = adv.float()
-    extra = {"format_rate": float(fmt_all.mean())} if rc.enabled else {}
-    if not bool((adv[valid] != 0).any()):
-        log.warning("step %d: no sample has a non-zero advantage (every group's rewards are equal): step skipped", step)
+    skip = None
+    if refining and fc.rectify and fc.skip_without_improvement and extra["n_improved"] == 0:
+        skip = "no refinement beat its initial image"
+    elif not bool((adv[valid] != 0).any()):
+        skip = "no sample has a non-zero advantage (every group's rewards are equal)"
+    if skip is not None:
+        log.warning("step %d: %s: step skipped", step, skip)
         return StepStats(0.0, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, 0.0, 0.0, 0.0,
-                         True, sample_s, reward_wait_s, 0.0, **extra)  # fmt: skip
+                         True, rnd.sample_s, rnd.reward_wait_s, 0.0, **extra)  # fmt: skip
 
-    # ---- policy update: one backward per trained timestep (+ one for the plans), gradients summed over ranks --
+    # ---- policy update: one backward per trained timestep (+ one for the text), gradients summed over ranks --
     losses, kls, clip_fracs, devs, text_losses, text_clips = [], [], [], [], [], []
     n_terms = ro.chunks * ro.window_len  # global: each term is a mean over one chunk's samples
+    text_weight = (fc.text_loss_weight if refining else rc.text_loss_weight) * ro.window_len / n_terms
     params = [p for p in policy.parameters() if p.requires_grad]
     for epoch in range(gr.inner_epochs):
         opt.zero_grad(set_to_none=True)
-        for c, (sl, r, plans) in zip(my_chunks, chunks):
-            rows = slice(c * per_chunk * G, (c + 1) * per_chunk * G)
-            a, ok = adv[rows], valid[rows]
+        for ch in rnd.chunks:
+            r, a, ok = ch.images, adv[ch.rows], valid[ch.rows]
             for k in range(len(r.steps)):
-                now = replay_step(policy, context(sl, plans), r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
+                now = replay_step(policy, ch.context(policy, G), r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                 if epoch == 0:
                     check_first_ratio(now.log_prob[ok] - r.logprobs[ok, k])
                 loss, ls = image_policy_loss(now.log_prob[ok], r.logprobs[ok, k], a[ok], gr.clip_range)
                 if gr.kl_coef > 0:
                     with torch.no_grad(), policy.reference():
-                        ref = replay_step(policy, context(sl, plans), r, k, noise_level=ro.noise_level,
+                        ref = replay_step(policy, ch.context(policy, G), r, k, noise_level=ro.noise_level,
                                           cfg_scale=ro.cfg_scale)  # fmt: skip
                     kl = gaussian_kl(now.mean[ok], ref.mean[ok], now.std).mean()
                     loss = loss + gr.kl_coef * kl
@@ -162,11 +157,11 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                 losses.append(float(loss.detach()))
                 clip_fracs.append(ls.clip_frac)
                 devs.append(ls.ratio_max_dev)
-            if plans is not None and bool(ok.any()):  # the same advantage trains the plan: weight = trained image steps x weight
+            if ch.plans is not None and bool(ok.any()):  # the same advantage trains the text written first
                 idx = ok.nonzero().squeeze(-1)
-                tl, ts = plan_loss(policy, plans.rows(idx), a[idx], first=epoch == 0, clip_low=rc.text_clip_low,
+                tl, ts = plan_loss(policy, ch.plans.rows(idx), a[idx], first=epoch == 0, clip_low=rc.text_clip_low,
                                    clip_high=rc.text_clip_high, kl_coef=rc.text_kl_coef)  # fmt: skip
-                (tl * rc.text_loss_weight * ro.window_len / n_terms).backward()
+                (tl * text_weight).backward()
                 text_losses.append(ts.loss)
                 text_clips.append(ts.clip_frac)
         dist.sum_grads(params)
@@ -175,10 +170,10 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
     loss_m, kl_m, clip_m, tl_m, tc_m = dist.mean([mean(losses), mean(kls), mean(clip_fracs), mean(text_losses),
                                                   mean(text_clips)])  # fmt: skip
-    if rc.enabled:
+    if text_losses or rc.enabled or fc.enabled:
         extra |= {"text_loss": tl_m, "text_clip_fraction": tc_m}
     return StepStats(loss_m, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, kl_m, clip_m,
-                     dist.max(max(devs)), False, sample_s, reward_wait_s, time.perf_counter() - t1, **extra)  # fmt: skip
+                     dist.max(max(devs)), False, rnd.sample_s, rnd.reward_wait_s, time.perf_counter() - t1, **extra)  # fmt: skip
 
 
 def save_checkpoint(run: Path, policy, opt, step: int, fingerprint: float | None = None) -> None:

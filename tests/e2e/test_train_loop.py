@@ -12,7 +12,15 @@ from decomposer.app import create_app as create_decomposer
 from decomposer.settings import DecomposerSettings
 from serving.launch import ThreadedServer, free_port
 from tests.helpers.shapes_task import ToyTask
-from trainer.config import GRPOConfig, ReasonConfig, RewardConfig, RolloutConfig, RunConfig, TrainConfig
+from trainer.config import (
+    GRPOConfig,
+    ReasonConfig,
+    ReflectConfig,
+    RewardConfig,
+    RolloutConfig,
+    RunConfig,
+    TrainConfig,
+)
 from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
 from trainer.reward import RewardFetcher
 from trainer.train import train
@@ -152,6 +160,52 @@ def test_reasoning_run_trains_plans_and_images(verifier_url, tmp_path):
         assert torch.equal(a, b), k
 
 
+def refine_policy(task):
+    torch.manual_seed(0)
+    return TinyUMM(TinyUMMConfig(vocab_size=len(task.tok) + (-len(task.tok)) % 32, pad_token_id=task.tok.pad_token_id,
+                                 text_hidden=32, text_layers=1, image_size=32, unet_channels=(16, 32), cross_dim=32,
+                                 attention_head_dim=8, image_patch=8))  # fmt: skip
+
+
+def test_refinement_and_mixed_rounds(verifier_url, tmp_path):
+    """Mixed training: refinement rounds (worst of N initial images, refined G times, rewards rectified)
+    interleaved with text-to-image rounds; the edit text and the image head both train, R_init and the
+    number of improved refinements are logged, and rectified rewards never reward a failed refinement."""
+    task = ToyTask()
+    model = refine_policy(task)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = config(tmp_path / "mix", 4, verifier_url)
+    cfg.reflect = ReflectConfig(enabled=True, every=2, n_initial=3, max_edit_tokens=4, top_p=1.0,
+                                skip_without_improvement=False)  # fmt: skip
+    records = train(cfg, model, task, RewardFetcher(verifier_url), progress=False)
+    assert [r["round"] for r in records] == ["refine", "t2i", "refine", "t2i"]
+    for r in records:
+        assert math.isfinite(r["loss"]) and r["n_invalid"] == 0
+        if r["round"] == "refine":
+            assert 0 < r["r_init_mean"] < 1 and 0 <= r["n_improved"] <= 6 and math.isfinite(r["text_loss"])
+            # rectified: no refined reward falls below its group's R_init
+            assert r["reward_mean"] >= r["r_init_mean"] - 1e-9
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("image_in") for k in changed)  # the LM's view of the image trains (edit and context)
+
+
+def test_refinement_round_without_improvement_is_skipped(verifier_url, tmp_path):
+    """With a margin no refinement can beat (rewards are at most 1), every round is skipped and counted;
+    the same margin without rectification trains (the ablation's path)."""
+    task = ToyTask()
+    model = refine_policy(task)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = config(tmp_path / "skip", 1, verifier_url)
+    cfg.reflect = ReflectConfig(enabled=True, n_initial=2, max_edit_tokens=3, margin=1.0)
+    (rec,) = train(cfg, model, task, RewardFetcher(verifier_url), progress=False)
+    assert rec["skipped"] and rec["n_improved"] == 0 and rec["round"] == "refine"
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    cfg = config(tmp_path / "ablation", 1, verifier_url)
+    cfg.reflect = ReflectConfig(enabled=True, n_initial=2, max_edit_tokens=3, margin=1.0, rectify=False)
+    (rec,) = train(cfg, model, task, RewardFetcher(verifier_url), progress=False)
+    assert not rec["skipped"] and rec["n_improved"] == 0
+
+
 def test_resume_refuses_weights_that_evaluate_differently(verifier_url, tmp_path):
     import json
 
@@ -201,6 +255,14 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     rows = (tmp_path / "eval-000004-plans.tsv").read_text().splitlines()
     assert len(rows) == 4 and all(r.split("\t")[1].startswith("<think>") for r in rows)
     assert thinking.evaluate(model, step=4) == out  # seeded: the same plans and images
+    # refinement: the evaluation also refines its images once and reports both, with the edits written down
+    refiner = refine_policy(task).eval()
+    reflecting = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_prompts=4, n_steps=2,
+                            reflect=ReflectConfig(enabled=True, max_edit_tokens=3))  # fmt: skip
+    out = reflecting.evaluate(refiner, step=5)
+    assert 0 <= out["refined_oracle_accuracy"] <= 1 and 0 < out["refined_verifier_reward"] < 1
+    assert (tmp_path / "eval-000005-refined.png").exists()
+    assert len((tmp_path / "eval-000005-edits.tsv").read_text().splitlines()) == 4
     with pytest.raises(ValueError, match="unknown prompt categories"):
         ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_categories=["implicitt"])
     cfg = TrainConfig.from_yaml("configs/shapes-t2i.yaml")
@@ -215,3 +277,8 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     assert reason.reason.enabled and not base.reason.enabled and reason.task.eval_categories == ["implicit"]
     plain = lambda c: {**c.to_dict(), "reason": {**c.to_dict()["reason"], "enabled": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
     assert plain(reason) == plain(base) and reason.run.run_dir != base.run.run_dir
+    # refinement and its ablation: the same budget; only rectification differs
+    reflect, norect = TrainConfig.from_yaml("configs/shapes-reflect.yaml"), TrainConfig.from_yaml("configs/shapes-reflect-norectify.yaml")
+    assert reflect.reflect.enabled and reflect.reflect.rectify and not norect.reflect.rectify
+    unrect = lambda c: {**c.to_dict(), "reflect": {**c.to_dict()["reflect"], "rectify": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
+    assert unrect(reflect) == unrect(norect) and reflect.run.run_dir != norect.run.run_dir

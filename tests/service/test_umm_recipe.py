@@ -76,3 +76,54 @@ def test_planning_rows_and_plan_lm_loss(tmp_path):
     assert [(h["from_step"], h["plan_cond"]) for h in history] == [(0, 0.0), (2, 0.5)]
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert logged
+
+
+def test_refinement_rows_grow_the_model_and_evaluate_a_refinement_pass(tmp_path):
+    """A run without an image path resumed with refinement rows: the LM's image tokens start fresh (the
+    only keys allowed to be missing), AdamW restarts, the log carries the refinement and edit losses, and
+    the evaluation reports the accuracy after one refinement pass. Any other missing key is refused."""
+    import pytest
+
+    from checkpoint import load
+
+    train_umm(UMMRecipe(minutes=5, max_steps=2, **TINY), tmp_path / "run", None, progress=False)
+    grown = UMMRecipe(minutes=5, max_steps=4, image_patch=8, refine_batch=3, refine_lm_weight=0.5, **TINY)
+    last = train_umm(grown, tmp_path / "run", tmp_path / "umm", resume=True, progress=False)
+    assert last["step"] == 4 and 0 <= last["refined_accuracy"] <= 1
+    logged = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert logged  # losses are logged every 20 steps: none here; the eval line is there
+    from trainer.policies.tiny_umm import TinyUMM
+
+    model = TinyUMM.load(tmp_path / "umm")
+    assert model.cfg.image_patch == 8 and model.image_pos.shape == (1, 16, 32)
+    plain = build(UMMRecipe(**TINY), umm_tokenizer())
+    with pytest.raises(RuntimeError, match="does not fit"):  # the grown checkpoint into a smaller model
+        load(tmp_path / "run", plain, torch.optim.AdamW(plain.parameters()))
+
+
+def test_image_tokens_condition_the_lm_and_the_edit_loss_trains_on_the_edit_only():
+    import random
+
+    from recipes.umm import continuation_loss, refine_batch_of, tokenize
+    from shapesworld.prompts import prompts
+
+    tok = umm_tokenizer()
+    assert len(tok) == 128 and all(tok.convert_tokens_to_ids(w) != tok.unk_token_id for w in ("make", "remove", "move"))
+    ids_plain = tokenize(tok, ["a photo of a red circle left of a blue square"], 16)[0]
+    assert tok.unk_token_id not in ids_plain.tolist()  # the new words split no old word
+    specs = [p for p in prompts("train") if p.category != "implicit"]
+    texts, inp, tgt = refine_batch_of(random.Random(1), specs, 6, distractors=0)
+    assert all(" <think> " in t and t.endswith("</think>") for t in texts) and inp.shape == tgt.shape == (6, 3, 32, 32)
+    torch.manual_seed(0)
+    model = build(UMMRecipe(image_patch=8, **TINY), tok)
+    ids, mask = tokenize(tok, texts, 32)
+    think = tok.convert_tokens_to_ids("<think>")
+    loss = continuation_loss(model, ids, mask, think, inp)
+    loss.backward()
+    assert torch.isfinite(loss) and model.image_in.weight.grad.abs().sum() > 0  # the image tokens are read
+    # the loss ignores the prompt: changing prompt words before <think> changes nothing but the context
+    ctx = model.encode(ids, mask, inp)
+    assert ctx.hidden.shape[1] == 16 + ids.shape[1] and ctx.mask.shape == (6, 16 + ids.shape[1])
+    other = model.encode(ids, mask, -inp)
+    assert not torch.allclose(ctx.hidden, other.hidden)  # the LM's hidden states depend on the image
+    assert torch.allclose(model.encode(ids, mask).hidden, model.encode(ids, mask).hidden)  # no image: text only

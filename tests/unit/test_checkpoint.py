@@ -22,7 +22,7 @@ def test_roundtrip_and_crash_between_renames(tmp_path):
     m, opt = model_opt(0)
     save(tmp_path, m, opt, {"step": 1})
     m2, opt2 = model_opt(1)
-    assert load(tmp_path, m2, opt2) == {"step": 1, "optimizer_restored": True} and torch.equal(m2.weight, m.weight)
+    assert load(tmp_path, m2, opt2) == {"step": 1, "optimizer_restored": True, "grown": []} and torch.equal(m2.weight, m.weight)
     assert opt2.state_dict()["state"][0]["exp_avg"].equal(opt.state_dict()["state"][0]["exp_avg"])
     # a crash after "checkpoint -> checkpoint.old" and before "checkpoint.tmp -> checkpoint": only .old and a
     # possibly half-written .tmp are on disk; the .old one is complete and is what resume must use
@@ -47,5 +47,5 @@ def test_weights_only_copy_loads_with_a_fresh_optimizer(tmp_path):
     m2, _ = model_opt(1)
     fresh = torch.optim.AdamW(m2.parameters(), lr=0.1)
     state = load(tmp_path, m2, fresh)
-    assert state == {"step": 7, "optimizer_restored": False} and torch.equal(m2.weight, m.weight)
+    assert state == {"step": 7, "optimizer_restored": False, "grown": []} and torch.equal(m2.weight, m.weight)
     assert fresh.state_dict()["state"] == {}

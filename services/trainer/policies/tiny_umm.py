@@ -50,6 +50,7 @@ class TinyUMMConfig:
     unet_channels: tuple[int, ...] = (32, 64, 96)
     cross_dim: int = 128
     attention_head_dim: int = 16
+    image_patch: int = 0  # > 0: the LM also reads an input image as (image_size / image_patch)^2 patch tokens
 
 
 class TinyUMM(nn.Module):
@@ -73,6 +74,10 @@ class TinyUMM(nn.Module):
         )  # fmt: skip
         self.proj = nn.Linear(cfg.text_hidden, cfg.cross_dim)
         self.null = nn.Parameter(torch.zeros(1, 1, cfg.cross_dim))  # the unconditional context of CFG
+        if cfg.image_patch:  # the LM's view of an input image (refinement): linear patch tokens + positions
+            n = (cfg.image_size // cfg.image_patch) ** 2
+            self.image_in = nn.Linear(3 * cfg.image_patch**2, cfg.text_hidden)
+            self.image_pos = nn.Parameter(torch.zeros(1, n, cfg.text_hidden))
         self._reference: TinyUMM | None = None
         self._use_reference = False
 
@@ -99,24 +104,48 @@ class TinyUMM(nn.Module):
         return self._reference if self._use_reference and self._reference is not None else self
 
     # ---- text -----------------------------------------------------------------------------------
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor | None = None) -> Context:
+    def _lm_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor | None) -> dict:
+        """The LM's inputs: token ids, or (with an input image and an image path) image patch tokens
+        followed by the token embeddings. Positions count real tokens only."""
         m = self._active()
-        out = m.lm.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask))
-        return Context(m.proj(out.last_hidden_state), attention_mask, image)
+        if image is None or not self.cfg.image_patch:
+            return {"input_ids": input_ids, "attention_mask": attention_mask,
+                    "position_ids": _positions(attention_mask)}  # fmt: skip
+        p = self.cfg.image_patch
+        b = image.shape[0]
+        patches = image.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(b, -1, 3 * p * p)
+        tokens = m.image_in(patches) + m.image_pos
+        embeds = torch.cat([tokens, m.lm.model.embed_tokens(input_ids)], 1)
+        mask = torch.cat([torch.ones(b, tokens.shape[1], dtype=attention_mask.dtype), attention_mask], 1)
+        return {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": _positions(mask)}
 
-    def token_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """log p(token_k | tokens_<k) for k >= 1, (B, L - 1); left or right padding (positions from the mask)."""
-        logits = self._active().lm(input_ids=input_ids, attention_mask=attention_mask,
-                                   position_ids=_positions(attention_mask)).logits[:, :-1].float()  # fmt: skip
+    def _image_tokens(self, image: torch.Tensor | None) -> int:
+        return 0 if image is None or not self.cfg.image_patch else (self.cfg.image_size // self.cfg.image_patch) ** 2
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor | None = None) -> Context:
+        """Hidden states of the prompt (and plan), after the input image's tokens when there is one; the
+        input image also goes to the image head (``Context.image``)."""
+        m = self._active()
+        inputs = self._lm_inputs(input_ids, attention_mask, image)
+        out = m.lm.model(**inputs)
+        return Context(m.proj(out.last_hidden_state), inputs["attention_mask"], image)
+
+    def token_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       image: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """log p(token_k | tokens_<k) for k >= 1, (B, L - 1); left or right padding (positions from the mask);
+        with an input image the tokens are read after its patch tokens."""
+        n = self._image_tokens(image)
+        logits = self._active().lm(**self._lm_inputs(input_ids, attention_mask, image)).logits[:, n:-1].float()
         return torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
 
     @torch.no_grad()
     def sample_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
                     stop_token_id: int, pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0,
-                    generator: torch.Generator | None = None) -> TextSample:  # fmt: skip
+                    generator: torch.Generator | None = None, image: torch.Tensor | None = None) -> TextSample:  # fmt: skip
         """Continue left-padded prompts (ending in ``<think>``) by sampling until ``stop_token_id`` or
         ``max_new_tokens``. Returns the full sequences (still left-padded), their mask, the generated part's
-        mask and the sampled tokens' log-probs at temperature 1 (what ``token_logprobs`` recomputes)."""
+        mask and the sampled tokens' log-probs at temperature 1 (what ``token_logprobs`` recomputes). With an
+        input ``image`` the LM reads its patch tokens first (refinement: a critique of that image)."""
         if bool((attention_mask[:, -1] == 0).any()):
             raise ValueError("sample_text needs left-padded prompts (every row's last position a real token)")
         ids, mask = input_ids, attention_mask
@@ -124,7 +153,7 @@ class TinyUMM(nn.Module):
         done = torch.zeros(b, dtype=torch.bool)
         gen_mask, logps = [], []
         for _ in range(max_new_tokens):
-            logits = self._active().lm(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits[:, -1].float()
+            logits = self._active().lm(**self._lm_inputs(ids, mask, image)).logits[:, -1].float()
             probs = torch.softmax(logits / temperature, -1)
             if top_p < 1.0:
                 sorted_p, order = probs.sort(-1, descending=True)
