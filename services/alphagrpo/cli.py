@@ -311,6 +311,39 @@ def train(
         typer.echo(json.dumps(summary))
 
 
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Option(help="what to draw")],
+    model: Annotated[str, typer.Option(help="UMM folder")] = "models/shapes-umm",
+    reflect: Annotated[int, typer.Option(help="refine up to K times; stop at the first pass that does not raise DVReward")] = 0,
+    think: Annotated[bool, typer.Option(help="write a plan first (reasoning text-to-image)")] = False,
+    verifier_url: Annotated[str | None, typer.Option(help="a running verifier (default: start decomposer + verifier here)")] = None,
+    out: Annotated[str, typer.Option(help="folder for round-*.png, final.png and generate.json")] = "runs/generate",
+    seed: int = 0,
+    margin: Annotated[float, typer.Option(help="a refinement must beat the current DVReward by more than this")] = 0.0,
+) -> None:
+    """Draw an image for a prompt with a UMM (optionally planning first) and refine it with DVReward as the
+    judge of when to stop. Prints one JSON object: every round's reward, text and image, and why it stopped."""
+    from contextlib import ExitStack
+    from pathlib import Path
+
+    from alphagrpo.generate import generate as run
+    from serving.launch import start_decomposer, start_verifier
+
+    _logging("warning")
+    with ExitStack() as stack:
+        if verifier_url is None:
+            decomposer, durl = start_decomposer()
+            stack.enter_context(decomposer)
+            verifier, verifier_url = start_verifier(env={"VERIFIER_DECOMPOSER_URL": durl})
+            stack.enter_context(verifier)
+        summary = run(prompt, Path(model), verifier_url, Path(out), reflect=reflect, think=think, seed=seed, margin=margin)
+    for r in summary["rounds"]:
+        typer.echo(f"round {r['round']}: DVReward {r['reward']:.4f}  {r['text'] or ''}  {r['image']}", err=True)
+    typer.echo(f"{summary['stopped']}; final image {summary['final_image']}", err=True)
+    typer.echo(json.dumps(summary))
+
+
 @app.command("export-openapi")
 def export_openapi(folder: str = "docs") -> None:
     """Write each service's OpenAPI schema to docs/openapi-<service>.json (a test checks they are current)."""

@@ -57,3 +57,38 @@ def test_demo_command_runs(tmp_path):
     assert (run / "eval-000000.png").exists() and (run / "checkpoint" / "model.safetensors").exists()
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert logged[0]["step"] == 0 and logged[-1]["step"] >= 1 and "eval" in logged[-1]
+
+
+def test_generate_refines_until_dvreward_stops_improving(tmp_path):
+    """``alphagrpo generate --think --reflect K`` on a small refinement-capable UMM against the embedded
+    services: with a margin no refinement can reach, it stops after the first pass and keeps the first image;
+    with a negative margin every pass is accepted and all K run. The verdict is DVReward's, never the oracle's."""
+    import torch
+
+    from alphagrpo.generate import generate
+    from recipes.umm import umm_tokenizer
+    from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
+
+    tok = umm_tokenizer()
+    torch.manual_seed(0)
+    TinyUMM(TinyUMMConfig(vocab_size=len(tok) + (-len(tok)) % 32, pad_token_id=tok.pad_token_id, text_hidden=32,
+                          text_layers=1, image_size=32, unet_channels=(16, 32), cross_dim=32, attention_head_dim=8,
+                          image_patch=8)).save(tmp_path / "umm")  # fmt: skip
+    tok.save_pretrained(tmp_path / "umm")
+    decomposer, durl = start_decomposer(log_path=tmp_path / "d.log")
+    with decomposer:
+        verifier, vurl = start_verifier(env={"VERIFIER_DECOMPOSER_URL": durl}, log_path=tmp_path / "v.log")
+        with verifier:
+            out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", "generate", "--prompt", "a photo of a red star",
+                                  "--model", str(tmp_path / "umm"), "--think", "--reflect", "3", "--margin", "1.0",
+                                  "--verifier-url", vurl, "--out", str(tmp_path / "g1")],
+                                 capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+            assert out.returncode == 0, out.stderr[-3000:]
+            s = json.loads(out.stdout.strip().splitlines()[-1])
+            assert len(s["rounds"]) == 2 and s["rounds"][1]["accepted"] is False and "did not raise" in s["stopped"]
+            assert s["reward"] == s["rounds"][0]["reward"] and 0 < s["reward"] < 1
+            assert s["rounds"][0]["text"].startswith("<think>") and (tmp_path / "g1" / "final.png").exists()
+            s = generate("a photo of a red star", tmp_path / "umm", vurl, tmp_path / "g2", reflect=2, margin=-1.0,
+                         n_steps=4)  # fmt: skip
+            assert [r.get("accepted") for r in s["rounds"]] == [None, True, True]
+            assert s["reward"] == s["rounds"][-1]["reward"] and s["stopped"] == "refined 2 times"
