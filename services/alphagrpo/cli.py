@@ -344,6 +344,22 @@ def generate(
     typer.echo(json.dumps(summary))
 
 
+@app.command()
+def dashboard(
+    dashboard_file: Annotated[str, typer.Option("--dashboard", help="a provisioned Grafana dashboard JSON")] = "deploy/grafana/dashboards/trainer.json",
+    prometheus: Annotated[str, typer.Option(help="Prometheus base URL")] = "http://127.0.0.1:9090",
+    minutes: Annotated[float, typer.Option(help="the window that ends now")] = 15.0,
+    out: Annotated[str, typer.Option(help="PNG to write")] = "docs/dashboard-trainer.png",
+) -> None:
+    """Render a Grafana dashboard's panels from Prometheus to one PNG (each panel's PromQL evaluated by
+    Prometheus, drawn with matplotlib), for machines without Grafana. Prints one JSON object."""
+    from pathlib import Path
+
+    from alphagrpo.dashboard import render_dashboard
+
+    typer.echo(json.dumps(render_dashboard(Path(dashboard_file), prometheus.rstrip("/"), Path(out), minutes=minutes)))
+
+
 @app.command("export-openapi")
 def export_openapi(folder: str = "docs") -> None:
     """Write each service's OpenAPI schema to docs/openapi-<service>.json (a test checks they are current)."""

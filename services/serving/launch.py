@@ -131,6 +131,25 @@ class RedisServer:
         self.stop()
 
 
+def start_prometheus(targets: dict[str, list[str]], workdir: str | Path, port: int | None = None,
+                     scrape_interval_s: float = 1.0, **kw) -> tuple[ServerProcess, str]:  # fmt: skip
+    """A private Prometheus (the ``prometheus`` binary, e.g. Debian's) scraping ``targets`` ({job: [host:port]})
+    into ``workdir``; for the dashboard renderer's tests and for recording a real run's metrics."""
+    import yaml
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    config = {"global": {"scrape_interval": f"{scrape_interval_s:g}s", "evaluation_interval": f"{scrape_interval_s:g}s"},
+              "scrape_configs": [{"job_name": job, "static_configs": [{"targets": hosts}]}
+                                 for job, hosts in targets.items()]}  # fmt: skip
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    cmd = [os.environ.get("PROMETHEUS_BIN", "prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
+           f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    return ServerProcess(cmd, health_url=url + "/-/ready", **kw), url
+
+
 class ThreadedServer:
     """Run an ASGI app under uvicorn in a background thread on a port (``with`` block): real HTTP on
     loopback without a subprocess, for tests and benchmarks that need to reach into the app."""
