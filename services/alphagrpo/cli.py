@@ -288,6 +288,9 @@ def train(
     dist = init_from_env()
     cfg = settings.apply(TrainConfig.from_yaml(config or settings.config))
     policy = TinyUMM.load(cfg.model_path).train()
+    if cfg.reflect.enabled and not policy.cfg.image_patch:
+        raise typer.BadParameter(f"reflect.enabled needs a UMM that reads images (image_patch > 0); {cfg.model_path} "
+                                 "does not: pretrain one with train-umm --image-patch 8 --refine-batch 8")  # fmt: skip
     key = settings.verifier_api_key.get_secret_value() if settings.verifier_api_key else None
     fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation, patience_s=cfg.reward.patience_s,
                             holistic=cfg.reward.mode == "holistic", api_key=key,

@@ -32,7 +32,13 @@ class TrainerMetrics:
         self.ratio_max_dev = g("ratio_max_dev", "max |ratio - 1| in the last step")
         self.samples_per_second = g("samples_per_second", "images per second over the last step")
         self.reward_wait_fraction = g("reward_wait_fraction", "share of the last step blocked on rewards")
+        self.text_loss = g("text_loss", "last step's loss of the text written before the image (plan or edit)")
+        self.format_rate = g("format_rate", "share of well-formed plans in the last reasoning round")
+        self.r_init_mean = g("r_init_mean", "mean reward of the images refined in the last refinement round")
+        self.n_improved = g("n_improved", "refinements that beat their initial image in the last refinement round")
         self.eval_oracle_accuracy = g("eval_oracle_accuracy", "oracle accuracy on held-out prompts, last eval")
+        self.eval_refined_oracle_accuracy = g("eval_refined_oracle_accuracy",
+                                              "oracle accuracy after one refinement pass, last eval")  # fmt: skip
         self.eval_verifier_reward = g("eval_verifier_reward", "verifier DVReward on held-out prompts, last eval")
         self.invalid_rewards_total = Counter("alphagrpo_trainer_invalid_rewards_total",
                                              "samples whose reward was NaN (excluded from advantages)", registry=r)  # fmt: skip
@@ -45,7 +51,8 @@ class TrainerMetrics:
         """Update from one JSONL record of the training loop."""
         self.step.set(rec["step"])
         for name in ("loss", "kl", "clip_fraction", "ratio_max_dev", "samples_per_second", "reward_wait_fraction",
-                     "frac_reward_zero_std", "reward_mean", "reward_std"):  # fmt: skip
+                     "frac_reward_zero_std", "reward_mean", "reward_std", "text_loss", "format_rate", "r_init_mean",
+                     "n_improved"):  # fmt: skip
             value = rec.get(name)
             if value is not None and math.isfinite(value):
                 getattr(self, name).set(value)
@@ -58,6 +65,8 @@ class TrainerMetrics:
             self.eval_oracle_accuracy.set(ev["oracle_accuracy"])
         if ev.get("verifier_reward") is not None:
             self.eval_verifier_reward.set(ev["verifier_reward"])
+        if ev.get("refined_oracle_accuracy") is not None:
+            self.eval_refined_oracle_accuracy.set(ev["refined_oracle_accuracy"])
 
 
 class Monitor:
@@ -82,6 +91,7 @@ class Monitor:
                 "clip_fraction": rec.get("clip_fraction"), "samples_per_second": rec.get("samples_per_second"),
                 "reward_wait_seconds": rec.get("reward_wait_s"), "reward_wait_fraction": rec.get("reward_wait_fraction"),
                 "skipped": rec.get("skipped"), "last_eval": last_eval, "run_dir": self.run_dir,
+                **{k: rec[k] for k in ("round", "text_loss", "format_rate", "r_init_mean", "n_improved") if k in rec},
                 "uptime_s": round(time.time() - self.started, 1),
             }  # fmt: skip
 
@@ -152,6 +162,9 @@ def plot_curves(records: list[dict], path: str | Path, title: str = "GRPO") -> P
         err = [e.get("oracle_accuracy_stderr", 0) for _, e in ev]
         ax[1, 1].errorbar(xs, acc, yerr=err, marker="o", label="oracle accuracy (held-out)")
         ax[1, 1].plot(xs, [e.get("verifier_reward") for _, e in ev], marker="s", label="verifier reward (held-out)")
+        if any(e.get("refined_oracle_accuracy") is not None for _, e in ev):
+            ax[1, 1].plot(xs, [e.get("refined_oracle_accuracy") for _, e in ev], marker="^",
+                          label="oracle accuracy after one refinement")  # fmt: skip
         ax[1, 1].legend()
     ax[1, 1].set_title("held-out: oracle vs verifier")
     for a in ax.flat:

@@ -41,7 +41,7 @@ def test_trainer_dashboard_from_a_live_prometheus(tmp_path):
                 time.sleep(0.6)
             time.sleep(1.5)
             out = render_dashboard("deploy/grafana/dashboards/trainer.json", purl, tmp_path / "d.png", minutes=1, step=1)
-            assert out["panels"] == 10 and out["panels_with_data"] >= 9 and (tmp_path / "d.png").stat().st_size > 20_000
+            assert out["panels"] == 12 and out["panels_with_data"] >= 9 and (tmp_path / "d.png").stat().st_size > 20_000
             steps = httpx.get(purl + "/api/v1/query", params={"query": "count_over_time(alphagrpo_trainer_step[1m])"}).json()
             assert float(steps["data"]["result"][0]["value"][1]) >= 4  # the run's steps were scraped as a series
             bad = tmp_path / "bad.json"
