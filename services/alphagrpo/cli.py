@@ -212,6 +212,21 @@ def shapes_train_umm(
     typer.echo(json.dumps(result))
 
 
+@shapes_app.command("export-umm")
+def shapes_export_umm(
+    run_dir: Annotated[str, typer.Option(help="a train-umm run folder")] = "runs/shapes-umm",
+    out: Annotated[str, typer.Option(help="the model folder to write")] = "runs/shapes-umm-export",
+    n_eval: Annotated[int, typer.Option(help="evaluate the export on this many held-out prompts (0: no)")] = 0,
+) -> None:
+    """Write the EMA weights of a (running or stopped) train-umm run's checkpoint as a model folder, optionally
+    evaluated by the oracle; prints one JSON object."""
+    from pathlib import Path
+
+    from recipes.umm import export_umm
+
+    typer.echo(json.dumps(export_umm(Path(run_dir), Path(out), n_eval=n_eval)))
+
+
 @shapes_app.command("eval-verifier")
 def shapes_eval_verifier(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,

@@ -347,11 +347,41 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     log.close()
     if out is not None:
         model.load_state_dict(ema)
-        model.save(out)
-        tok.save_pretrained(out)
-        card = {"recipe": asdict(recipe), "steps": step, "train_seconds": round(elapsed), "evaluation": last}
-        (out / "umm_card.json").write_text(json.dumps(card, indent=2))
+        _save(model, tok, recipe, step, elapsed, last, out)
     return last
+
+
+def _save(model: TinyUMM, tok, recipe: UMMRecipe, step: int, elapsed: float, last: dict, out: Path) -> None:
+    model.save(out)
+    tok.save_pretrained(out)
+    card = {"recipe": asdict(recipe), "steps": step, "train_seconds": round(elapsed), "evaluation": last}
+    (out / "umm_card.json").write_text(json.dumps(card, indent=2))
+
+
+def export_umm(run: Path, out: Path, n_eval: int = 0) -> dict:
+    """The EMA weights of ``run``'s latest checkpoint as a model folder (what ``train-umm`` writes at the end
+    of its budget), without stopping or touching the run; with ``n_eval`` > 0 the export is evaluated
+    on that many held-out explicit prompts (the same seeded sample and noise as the run's evaluations)."""
+    from checkpoint import latest, load_extra
+
+    ck = latest(run)
+    if ck is None:
+        raise FileNotFoundError(f"no complete checkpoint under {run}")
+    recipe = UMMRecipe(**{k: tuple(v) if k == "unet_channels" else v
+                          for k, v in json.loads((run / "recipe.json").read_text()).items()})  # fmt: skip
+    state = json.loads((ck / "state.json").read_text())
+    tok = umm_tokenizer()
+    model = build(recipe, tok)
+    model.load_state_dict(load_extra(run, "ema"))
+    last = state.get("last_eval", {})
+    if n_eval > 0:
+        recipe.eval_prompts = n_eval
+        last, images = evaluate_umm(model, tok, recipe, eval_prompts(recipe))
+        last["n_prompts"] = n_eval
+        out.mkdir(parents=True, exist_ok=True)
+        _grid(images[:48]).save(out / "samples.png")
+    _save(model.eval(), tok, recipe, state["step"], state["elapsed"], last, out)
+    return {"step": state["step"], "train_minutes": round(state["elapsed"] / 60, 1), **last}
 
 
 def _eval_ema(model: TinyUMM, ema: dict, tok, recipe: UMMRecipe, held, run: Path, step: int) -> dict:

@@ -96,6 +96,13 @@ def test_refinement_rows_grow_the_model_and_evaluate_a_refinement_pass(tmp_path)
 
     model = TinyUMM.load(tmp_path / "umm")
     assert model.cfg.image_patch == 8 and model.image_pos.shape == (1, 16, 32)
+    # an export of the checkpoint's EMA is the model the run ships, evaluated on request
+    from recipes.umm import export_umm
+
+    got = export_umm(tmp_path / "run", tmp_path / "export", n_eval=3)
+    assert got["step"] == 4 and got["n_prompts"] == 3 and 0 <= got["refined_accuracy"] <= 1
+    exported = TinyUMM.load(tmp_path / "export")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), exported.state_dict().values()))
     plain = build(UMMRecipe(**TINY), umm_tokenizer())
     with pytest.raises(RuntimeError, match="does not fit"):  # the grown checkpoint into a smaller model
         load(tmp_path / "run", plain, torch.optim.AdamW(plain.parameters()))
