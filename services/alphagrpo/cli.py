@@ -217,14 +217,19 @@ def shapes_export_umm(
     run_dir: Annotated[str, typer.Option(help="a train-umm run folder")] = "runs/shapes-umm",
     out: Annotated[str, typer.Option(help="the model folder to write")] = "runs/shapes-umm-export",
     n_eval: Annotated[int, typer.Option(help="evaluate the export on this many held-out prompts (0: no)")] = 0,
+    card: Annotated[bool, typer.Option(help="also write the model card (README.md) from the measured figures")] = False,
 ) -> None:
     """Write the EMA weights of a (running or stopped) train-umm run's checkpoint as a model folder, optionally
-    evaluated by the oracle; prints one JSON object."""
+    evaluated by the oracle and with its model card; prints one JSON object."""
     from pathlib import Path
 
     from recipes.umm import export_umm
+    from recipes.umm_card import write_card
 
-    typer.echo(json.dumps(export_umm(Path(run_dir), Path(out), n_eval=n_eval)))
+    figures = export_umm(Path(run_dir), Path(out), n_eval=n_eval)
+    if card:
+        write_card(Path(out), Path(run_dir) / "recipe-history.jsonl")
+    typer.echo(json.dumps(figures))
 
 
 @shapes_app.command("eval-verifier")
