@@ -18,7 +18,7 @@ no format reward (the reference's default lets format rewards influence nothing 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -48,11 +48,10 @@ class Round:
     kind: str  # "t2i" | "reason" | "refine"
     chunks: list[Chunk]
     rewards: torch.Tensor  # (local samples,) float64 DVReward, NaN = failed verification
-    bonus: torch.Tensor  # (local samples,) float64 added to the reward (the plan format reward; zeros otherwise)
+    format: torch.Tensor | None = None  # (local samples,) reasoning: 1 for a well-formed plan, else 0
     r_init: torch.Tensor | None = None  # (local prompts,) refinement: the reward of the image each group refined
     sample_s: float = 0.0
     reward_wait_s: float = 0.0
-    info: dict = field(default_factory=dict)
 
 
 def _chunks(cfg: TrainConfig, rank: int, world: int):
@@ -91,10 +90,8 @@ def t2i_round(policy, task, fetcher, cfg: TrainConfig, prompts: list[str], windo
     sample_s = time.perf_counter() - t0
     waited0 = fetcher.waited_s
     rewards = torch.tensor([v for f in futures for v in fetcher.wait(f).values], dtype=torch.float64)
-    bonus = torch.zeros_like(rewards)
-    if rc.enabled:
-        bonus = rc.format_weight * torch.cat([ch.plans.format for ch in chunks]).double()
-    return Round("reason" if rc.enabled else "t2i", chunks, rewards, bonus, sample_s=sample_s,
+    fmt = torch.cat([ch.plans.format for ch in chunks]).double() if rc.enabled else None
+    return Round("reason" if rc.enabled else "t2i", chunks, rewards, fmt, sample_s=sample_s,
                  reward_wait_s=fetcher.waited_s - waited0)  # fmt: skip
 
 
@@ -131,7 +128,5 @@ def refine_round(policy, task, fetcher, cfg: TrainConfig, prompts: list[str], wi
         chunks.append(chunk)
     sample_s = time.perf_counter() - t0 - (fetcher.waited_s - waited0)
     rewards = torch.tensor([v for f in futures for v in fetcher.wait(f).values], dtype=torch.float64)
-    r_init = torch.cat(inits)
-    return Round("refine", chunks, rewards, torch.zeros_like(rewards), r_init=r_init, sample_s=sample_s,
-                 reward_wait_s=fetcher.waited_s - waited0,
-                 info={"r_init_mean": float(r_init[~torch.isnan(r_init)].mean()) if (~torch.isnan(r_init)).any() else None})  # fmt: skip
+    return Round("refine", chunks, rewards, r_init=torch.cat(inits), sample_s=sample_s,
+                 reward_wait_s=fetcher.waited_s - waited0)  # fmt: skip

@@ -115,10 +115,13 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
         else:
             base = rnd.r_init[local_groups]
             n_improved = dist.all_gather_cat(torch.tensor([float((rewards > base + fc.margin).sum())])).sum()
-        extra |= {"r_init_mean": rnd.info["r_init_mean"], "n_improved": int(n_improved)}
-    r_all = dist.all_gather_cat(rewards + rnd.bonus)
-    if rc.enabled and not refining:
-        extra["format_rate"] = float(dist.all_gather_cat(rnd.bonus).mean()) / max(rc.format_weight, 1e-12)
+        r_init = dist.all_gather_cat(rnd.r_init)
+        r_init = r_init[~torch.isnan(r_init)]
+        extra |= {"r_init_mean": float(r_init.mean()) if len(r_init) else None, "n_improved": int(n_improved)}
+    if rnd.format is not None:  # reasoning: the plan format reward joins the trajectory's reward
+        rewards = rewards + rc.format_weight * rnd.format
+        extra["format_rate"] = float(dist.all_gather_cat(rnd.format).mean())
+    r_all = dist.all_gather_cat(rewards)
     groups = torch.arange(ro.prompts_per_step).repeat_interleave(G)
     adv, valid, st = group_advantages(r_all, groups, std_scope=gr.std_scope, clip=gr.adv_clip)
     adv = adv.float()
