@@ -1,13 +1,15 @@
 """A tiny unified multimodal model built from field components: a transformers causal LM for text and a
 diffusers conditional U-Net as the flow-matching image head, conditioned on the LM's hidden states.
 
-    prompt (+ <think> plan) --Qwen2ForCausalLM--> hidden states --Linear--> cross-attention context
+    (input image patches +) prompt (+ <think> plan or edit) --Qwen2ForCausalLM--> hidden states --Linear--> context
     noisy image (+ input image for refinement) --UNet2DConditionModel(t, context)--> velocity v = eps - x0
 
 The U-Net works in pixel space at 32x32: a convolutional U-Net is the inductive bias that makes coherent
 shapes cheap to learn (the calibration run's patch transformer drew scattered blocks). It always takes 6
 input channels, the noisy image and an input image (zeros when there is none), so one network serves
-text-to-image and refinement. Classifier-free guidance is computed inside ``velocity`` (conditional and
+text-to-image and refinement. With ``image_patch`` > 0 the language model reads an input image too, as
+linear 8x8 patch tokens with learnt positions ahead of the text (Bagel's LLM reads ViT tokens), so the
+critique and edit it writes during refinement are about the image it sees. Classifier-free guidance is computed inside ``velocity`` (conditional and
 null-context rows in one batch). The reference policy is a frozen copy made by ``freeze_reference``; a
 Bagel-scale model would disable its LoRA adapters instead (see ``policies/base.py``).
 """
@@ -232,6 +234,10 @@ class TinyUMM(nn.Module):
         was = self.training
         self.eval()
         loss = self.flow_loss(x0, self.encode(ids, torch.ones_like(ids)), generator=g)
+        if self.cfg.image_patch:  # the image path too: refinement context and the LM reading an image
+            image = torch.rand((2, *self.image_shape), generator=g) * 2 - 1
+            loss = loss + self.flow_loss(x0, self.encode(ids, torch.ones_like(ids), image), generator=g)
+            loss = loss - self.token_logprobs(ids, torch.ones_like(ids), image).mean()
         self.train(was)
         return float(loss)
 
