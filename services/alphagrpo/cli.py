@@ -218,6 +218,7 @@ def shapes_export_umm(
     out: Annotated[str, typer.Option(help="the model folder to write")] = "runs/shapes-umm-export",
     n_eval: Annotated[int, typer.Option(help="evaluate the export on this many held-out prompts (0: no)")] = 0,
     card: Annotated[bool, typer.Option(help="also write the model card (README.md) from the measured figures")] = False,
+    cfg_scale: Annotated[float | None, typer.Option(help="guidance scale of the evaluation (default: the run's)")] = None,
 ) -> None:
     """Write the EMA weights of a (running or stopped) train-umm run's checkpoint as a model folder, optionally
     evaluated by the oracle and with its model card; prints one JSON object."""
@@ -226,7 +227,7 @@ def shapes_export_umm(
     from recipes.umm import export_umm
     from recipes.umm_card import write_card
 
-    figures = export_umm(Path(run_dir), Path(out), n_eval=n_eval)
+    figures = export_umm(Path(run_dir), Path(out), n_eval=n_eval, cfg_scale=cfg_scale)
     if card:
         write_card(Path(out), Path(run_dir) / "recipe-history.jsonl")
     typer.echo(json.dumps(figures))

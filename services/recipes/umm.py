@@ -358,10 +358,11 @@ def _save(model: TinyUMM, tok, recipe: UMMRecipe, step: int, elapsed: float, las
     (out / "umm_card.json").write_text(json.dumps(card, indent=2))
 
 
-def export_umm(run: Path, out: Path, n_eval: int = 0) -> dict:
+def export_umm(run: Path, out: Path, n_eval: int = 0, cfg_scale: float | None = None) -> dict:
     """The EMA weights of ``run``'s latest checkpoint as a model folder (what ``train-umm`` writes at the end
     of its budget), without stopping or touching the run; with ``n_eval`` > 0 the export is evaluated
-    on that many held-out explicit prompts (the same seeded sample and noise as the run's evaluations)."""
+    on that many held-out explicit prompts (the same seeded sample and noise as the run's evaluations), at the
+    run's guidance scale or ``cfg_scale``, which is then recorded in the card."""
     from checkpoint import latest, load_extra
 
     ck = latest(run)
@@ -376,8 +377,9 @@ def export_umm(run: Path, out: Path, n_eval: int = 0) -> dict:
     last = state.get("last_eval", {})
     if n_eval > 0:
         recipe.eval_prompts = n_eval
+        recipe.cfg_scale = cfg_scale or recipe.cfg_scale
         last, images = evaluate_umm(model, tok, recipe, eval_prompts(recipe))
-        last["n_prompts"] = n_eval
+        last |= {"n_prompts": n_eval, "cfg_scale": recipe.cfg_scale, "sample_steps": recipe.sample_steps}
         out.mkdir(parents=True, exist_ok=True)
         _grid(images[:48]).save(out / "samples.png")
     _save(model.eval(), tok, recipe, state["step"], state["elapsed"], last, out)

@@ -17,7 +17,8 @@ CPU** for {train_minutes:.0f} minutes ({steps:,} steps of {batch} images).
 ## What it does
 
 * Text-to-image for ShapesWorld prompts (circles, squares, triangles, stars; six colours; small or large; counts;
-  left/right/above/below), with classifier-free guidance (the null context is learnt; guidance 3 at evaluation).
+  left/right/above/below), with classifier-free guidance (the null context is learnt; guidance {cfg:g} at
+  evaluation: the figures below).
 * Planning: after `prompt <think>` its language model writes the prompt's explicit resolution and `</think>`
   ("as many stars as a triangle has corners" -> "a photo of three stars"); images can be drawn from
   `prompt <think> plan </think>`.
@@ -26,7 +27,8 @@ It knows nothing outside that world: other words are `<unk>`, and photographs or
 
 ## Held-out evaluation (oracle, {n_prompts} fixed held-out explicit prompts, one image each)
 
-`alphagrpo shapes export-umm --n-eval {n_prompts}` on the run's checkpoint (20 ODE steps, guidance 3, fixed noise):
+`alphagrpo shapes export-umm --n-eval {n_prompts} --cfg-scale {cfg:g}` on the run's checkpoint ({steps_eval} ODE steps,
+guidance {cfg:g}, fixed noise):
 
 | figure | value |
 |---|---|
@@ -92,6 +94,7 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
         batch=recipe["batch"], refine_line=refine_line, n_prompts=n, accuracy=acc,
         stderr=(acc * (1 - acc) / max(n, 1)) ** 0.5, atom_accuracy=ev.get("atom_accuracy", float("nan")),
         per_category=cats, refined_row=refined, history="\n".join(lines) or "* (no history recorded)",
+        cfg=ev.get("cfg_scale", recipe["cfg_scale"]), steps_eval=ev.get("sample_steps", recipe["sample_steps"]),
     )  # fmt: skip
     (folder / "README.md").write_text(text)
     return folder / "README.md"
