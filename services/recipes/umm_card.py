@@ -4,7 +4,10 @@ time, the export's held-out evaluation) and the run's recipe history, so the car
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
+
+from recipes.umm import UMMRecipe
 
 TEMPLATE = """# shapes-umm: a tiny AR-diffusion unified multimodal model for ShapesWorld
 
@@ -40,8 +43,9 @@ position accuracy. A GRPO base should leave room to improve (the trainer issue a
 
 ## Recipe
 
-`alphagrpo shapes train-umm` (seeded, resumable; `recipes/umm.py`). The run changed its recipe on resume; every
-version, from the step it took effect:
+`alphagrpo shapes train-umm` (seeded, resumable; `recipes/umm.py`), from the defaults of `UMMRecipe` (batch 32,
+lr 5e-4, ...). The run changed its recipe on resume; what differed from the defaults, from the step it took
+effect (as recorded in the run's `recipe-history.jsonl`, which began at a resume):
 
 {history}
 
@@ -70,8 +74,13 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
     ev, recipe = card["evaluation"], card["recipe"]
     n = ev.get("n_prompts", recipe.get("eval_prompts", 0))
     acc = ev["accuracy"]
-    cats = "".join(f"| accuracy, {k[4:].replace('_', ' ')} | {v:.3f} |\n" for k, v in sorted(ev.items())
-                   if k.startswith("acc_"))  # fmt: skip
+    from collections import Counter
+
+    from recipes.umm import eval_prompts
+
+    counts = Counter(p.category for p in eval_prompts(UMMRecipe(eval_prompts=n)))
+    cats = "".join(f"| accuracy, {k[4:].replace('_', ' ')} ({counts[k[4:]]} prompts) | {v:.3f} |\n"
+                   for k, v in sorted(ev.items()) if k.startswith("acc_"))  # fmt: skip
     refined = ""
     if "refined_accuracy" in ev:
         refined = f"| accuracy after one refinement pass (reads its image, writes an edit, redraws) | {ev['refined_accuracy']:.3f} |\n"
@@ -80,13 +89,18 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
         refine_line = ("* Refinement: its language model reads an input image as patch tokens and writes an edit after "
                        "`prompt <think>` (\"make the square blue\"); the U-Net redraws conditioned on prompt, edit and "
                        "the old image (pretrained on near misses with their gold edit, `shapesworld/refine.py`).\n")  # fmt: skip
-    lines = []
+    lines, previous = [], None
     if history_path is not None and Path(history_path).exists():
-        keys = ("plan_cond", "plan_lm_weight", "fg_weight", "distractors", "image_patch", "refine_batch", "refine_lm_weight")
+        defaults = asdict(UMMRecipe())
+        skip = {"from_step", "seed", "minutes", "max_steps", "eval_every_s", "checkpoint_every_s", "eval_prompts"}
         for raw in Path(history_path).read_text().splitlines():
             h = json.loads(raw)
-            changed = ", ".join(f"{k} {h[k]}" for k in keys if h.get(k))
-            lines.append(f"* from step {h['from_step']:,}: batch {h['batch']}, lr {h['lr']}" + (f", {changed}" if changed else ""))
+            changed = {k: v for k, v in h.items() if k not in skip and v != defaults.get(k, v) and not isinstance(v, list)}
+            if changed == previous:
+                continue  # a resume with the same recipe
+            previous = changed
+            listed = ", ".join(f"{k} {v}" for k, v in changed.items())
+            lines.append(f"* from step {h['from_step']:,}: " + (listed or "the defaults of `UMMRecipe`"))
     size = (folder / "model.safetensors").stat().st_size / 2**20
     text = TEMPLATE.format(
         lm_params=_params(model, "lm."), unet_params=_params(model, "unet."), params=sum(p.numel() for p in model.parameters()),
