@@ -81,11 +81,10 @@ def render(dashboard: dict, series: list[Series], out: Path, cols: int = 2) -> P
         finite = [s for s in mine if any(math.isfinite(v) for v in s.values)]
         if not finite:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
-        for s in finite:
-            if p.get("type") == "bargauge":
-                ax.bar(s.name, s.values[-1])
-            else:
-                ax.plot([(t - t0) / 60 for t in s.times], s.values, label=s.name, lw=1.2)
+        if p.get("type") == "bargauge":
+            _bars(ax, finite)
+        for s in finite if p.get("type") != "bargauge" else []:
+            ax.plot([(t - t0) / 60 for t in s.times], s.values, label=s.name, lw=1.2)
         if finite and p.get("type") != "bargauge":
             ax.legend(fontsize=7, loc="best")
             ax.set_xlabel("minutes", fontsize=8)
@@ -99,6 +98,26 @@ def render(dashboard: dict, series: list[Series], out: Path, cols: int = 2) -> P
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def _bars(ax, series: list[Series]) -> None:
+    """A bar gauge of the series' last values; histogram buckets (named by their ``le`` bound) are put in
+    order and turned from cumulative into per-bucket values, as Grafana's heatmap format shows them."""
+    def bound(s: Series) -> float:
+        try:
+            return float(s.name)
+        except ValueError:
+            return math.nan
+
+    if series and all(not math.isnan(bound(s)) for s in series):
+        series = sorted(series, key=bound)
+        last = [s.values[-1] for s in series]
+        values = [last[0]] + [b - a for a, b in zip(last, last[1:])]
+        labels = [f"<= {s.name}" for s in series]
+    else:
+        values, labels = [s.values[-1] for s in series], [s.name for s in series]
+    ax.bar(labels, values)
+    ax.tick_params(axis="x", labelrotation=45)
 
 
 def render_dashboard(dashboard_path: Path, prometheus: str, out: Path, minutes: float = 15.0,

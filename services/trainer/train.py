@@ -24,6 +24,7 @@ knows nothing about any world.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -229,9 +230,10 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
         _append(run / "log.jsonl", base)
         records.append(base)
     dist.barrier()
-    total = cfg.run.steps if cfg.run.max_minutes is None else None  # a time-limited run has no known length
-    bar = tqdm(range(start, cfg.run.steps), initial=start, total=total, disable=not (progress and main),
-               desc="grpo")  # fmt: skip
+    steps = range(start, cfg.run.steps)
+    if cfg.run.max_minutes is not None:  # a time-limited run has no known length: an iterator without len()
+        steps = itertools.islice(itertools.count(start), cfg.run.steps - start)
+    bar = tqdm(steps, initial=start, disable=not (progress and main), desc="grpo")
     t_start = time.monotonic()
     for step in bar:
         t0 = time.perf_counter()

@@ -22,6 +22,21 @@ def test_legend_format():
     assert legend("", {}, "rate(m[5m])") == "rate(m[5m])"
 
 
+def test_histogram_bars_are_ordered_and_per_bucket():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from alphagrpo.dashboard import Series, _bars
+
+    fig, ax = plt.subplots()
+    _bars(ax, [Series("p", "+Inf", [0], [10.0]), Series("p", "0.5", [0], [4.0]), Series("p", "0.1", [0], [1.0])])
+    assert [b.get_height() for b in ax.patches] == [1.0, 3.0, 6.0]  # cumulative le-buckets -> per bucket
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["<= 0.1", "<= 0.5", "<= +Inf"]
+    plt.close(fig)
+
+
 @needs_prometheus
 def test_trainer_dashboard_from_a_live_prometheus(tmp_path):
     monitor = Monitor(total_steps=20, run_dir=tmp_path)
