@@ -92,3 +92,33 @@ def test_generate_refines_until_dvreward_stops_improving(tmp_path):
                          n_steps=4)  # fmt: skip
             assert [r.get("accepted") for r in s["rounds"]] == [None, True, True]
             assert s["reward"] == s["rounds"][-1]["reward"] and s["stopped"] == "refined 2 times"
+
+
+def test_readme_python_example_runs(tmp_path):
+    """The README's "Using DVReward from Python" example, as written, against a local stack (only the URL
+    is the one the test's verifier listens on)."""
+    import contextlib
+    import io
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using DVReward from Python") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    decomposer, durl = start_decomposer(log_path=tmp_path / "d.log")
+    with decomposer:
+        verifier, vurl = start_verifier(env={"VERIFIER_DECOMPOSER_URL": durl}, log_path=tmp_path / "v.log")
+        with verifier:
+            out = io.StringIO()
+            cwd = Path.cwd()
+            try:
+                import os
+
+                os.chdir(ROOT)
+                with contextlib.redirect_stdout(out):
+                    exec(code.replace("http://127.0.0.1:8002", vurl), {})  # noqa: S102
+            finally:
+                os.chdir(cwd)
+    lines = out.getvalue().splitlines()
+    reward, semantic, quality = (float(x) for x in lines[0].split())
+    assert 0 < reward < 1 and reward == pytest.approx((semantic * quality) ** 0.5, abs=1e-6)
+    assert any(line.startswith("Is there a circle?") for line in lines[1:])

@@ -143,3 +143,16 @@ def test_openapi_files_are_current():
     for name, schema in service_schemas().items():
         shipped = json.loads((ROOT / "docs" / f"openapi-{name}.json").read_text())
         assert shipped == json.loads(json.dumps(schema)), f"run `alphagrpo export-openapi` ({name} changed)"
+
+
+def test_yaml_files_pass_yamllint():
+    """The compose file, the Prometheus and Grafana provisioning and the training configs, linted by yamllint
+    (its relaxed rules, lines up to 170 characters: `.yamllint.yaml`), warnings included."""
+    from yamllint import linter
+    from yamllint.config import YamlLintConfig
+
+    conf = YamlLintConfig(file=str(ROOT / ".yamllint.yaml"))
+    files = [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy").rglob("*.yml")), *sorted((ROOT / "configs").glob("*.yaml"))]
+    assert len(files) > 8
+    problems = [f"{f.relative_to(ROOT)}:{p.line}: {p.message}" for f in files for p in linter.run(f.read_text(), conf, str(f))]
+    assert problems == []
