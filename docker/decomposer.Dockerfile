@@ -13,8 +13,8 @@ COPY --from=build /opt/venv /opt/venv
 COPY configs /app/configs
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 DECOMPOSER_HOST=0.0.0.0 DECOMPOSER_PORT=8001
 WORKDIR /app
-USER alphagrpo
+USER 10001
 EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8001/health', timeout=2).status == 200 else 1)"
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8001/health', timeout=2).status == 200 else 1)"]
 CMD ["alphagrpo", "serve", "decomposer"]

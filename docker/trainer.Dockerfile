@@ -17,8 +17,8 @@ COPY configs /app/configs
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 MPLCONFIGDIR=/tmp/matplotlib \
     TRAINER_MONITOR_HOST=0.0.0.0 TRAINER_MONITOR_PORT=9400 TRAINER_RUN_DIR=/runs/shapes-t2i
 WORKDIR /app
-USER alphagrpo
+USER 10001
 EXPOSE 9400
 HEALTHCHECK --interval=15s --timeout=3s --start-period=120s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9400/health', timeout=2).status == 200 else 1)"
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9400/health', timeout=2).status == 200 else 1)"]
 CMD ["alphagrpo", "train", "--resume"]

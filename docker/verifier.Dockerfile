@@ -16,8 +16,8 @@ COPY models /app/models
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VERIFIER_HOST=0.0.0.0 VERIFIER_PORT=8002 \
     VERIFIER_HF_MODEL_PATH=/app/models/shapes-verifier ALPHAGRPO_CACHE=/home/alphagrpo/.cache/alphagrpo
 WORKDIR /app
-USER alphagrpo
+USER 10001
 EXPOSE 8002
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8002/health', timeout=2).status == 200 else 1)"
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8002/health', timeout=2).status == 200 else 1)"]
 CMD ["alphagrpo", "serve", "verifier"]
