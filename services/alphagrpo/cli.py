@@ -351,13 +351,14 @@ def generate(
     from contextlib import ExitStack
     from pathlib import Path
 
+    from alphagrpo.demo import SHAPES_LEXICON_ENV
     from alphagrpo.generate import generate as run
     from serving.launch import start_decomposer, start_verifier
 
     _logging("warning")
     with ExitStack() as stack:
-        if verifier_url is None:
-            decomposer, durl = start_decomposer()
+        if verifier_url is None:  # the ShapesWorld lexicon, so that implicit prompts get explicit questions
+            decomposer, durl = start_decomposer(env=SHAPES_LEXICON_ENV)
             stack.enter_context(decomposer)
             verifier, verifier_url = start_verifier(env={"VERIFIER_DECOMPOSER_URL": durl})
             stack.enter_context(verifier)

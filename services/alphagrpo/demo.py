@@ -22,14 +22,16 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_IMAGE = ROOT / "docs" / "example.png"
 DEFAULT_UMM = ROOT / "models" / "shapes-umm"
 CONFIG = ROOT / "configs" / "shapes-t2i.yaml"
+# the world's knowledge base as the rules decomposer's lexicon: implicit prompts get explicit questions
+SHAPES_LEXICON_ENV = {"DECOMPOSER_RULES_LEXICON": str(ROOT / "configs" / "shapesworld-lexicon.json")}
 
 
 def run_demo(prompt: str, image: Path | None = None, minutes: float = 3.0, model: Path = DEFAULT_UMM,
              run_dir: Path = Path("runs/demo"), eval_prompts: int = 64) -> None:  # fmt: skip
     image = image or EXAMPLE_IMAGE
     b64 = base64.b64encode(image.read_bytes()).decode()
-    decomposer, durl = start_decomposer()
-    typer.echo(f"decomposer (rules backend) on {durl}; starting the verifier ...")
+    decomposer, durl = start_decomposer(env=SHAPES_LEXICON_ENV)
+    typer.echo(f"decomposer (rules backend, ShapesWorld lexicon) on {durl}; starting the verifier ...")
     with decomposer:
         verifier, vurl = start_verifier(env={"VERIFIER_DECOMPOSER_URL": durl})
         with verifier, VerifierClient(vurl) as client:
