@@ -339,7 +339,7 @@ def train(
 def generate(
     prompt: Annotated[str, typer.Option(help="what to draw")],
     model: Annotated[str, typer.Option(help="UMM folder")] = "models/shapes-umm",
-    reflect: Annotated[int, typer.Option(help="refine up to K times; stop at the first pass that does not raise DVReward")] = 0,
+    reflect: Annotated[int, typer.Option(min=0, max=20, help="refine up to K times; stop at the first pass that does not raise DVReward")] = 0,
     think: Annotated[bool, typer.Option(help="write a plan first (reasoning text-to-image)")] = False,
     verifier_url: Annotated[str | None, typer.Option(help="a running verifier (default: start decomposer + verifier here)")] = None,
     out: Annotated[str, typer.Option(help="folder for round-*.png, final.png and generate.json")] = "runs/generate",
@@ -364,7 +364,8 @@ def generate(
             stack.enter_context(verifier)
         summary = run(prompt, Path(model), verifier_url, Path(out), reflect=reflect, think=think, seed=seed, margin=margin)
     for r in summary["rounds"]:
-        typer.echo(f"round {r['round']}: DVReward {r['reward']:.4f}  {r['text'] or ''}  {r['image']}", err=True)
+        score = "NaN" if r["reward"] is None else f"{r['reward']:.4f}"
+        typer.echo(f"round {r['round']}: DVReward {score}  {r['text'] or ''}  {r['image']}", err=True)
     typer.echo(f"{summary['stopped']}; final image {summary['final_image']}", err=True)
     typer.echo(json.dumps(summary))
 
@@ -380,9 +381,17 @@ def dashboard(
     Prometheus, drawn with matplotlib), for machines without Grafana. Prints one JSON object."""
     from pathlib import Path
 
+    import httpx
+
     from alphagrpo.dashboard import render_dashboard
 
-    typer.echo(json.dumps(render_dashboard(Path(dashboard_file), prometheus.rstrip("/"), Path(out), minutes=minutes)))
+    try:
+        figures = render_dashboard(Path(dashboard_file), prometheus.rstrip("/"), Path(out), minutes=minutes)
+    except httpx.HTTPError as e:
+        raise typer.BadParameter(f"cannot query Prometheus at {prometheus}: {e}", param_hint="--prometheus") from e
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e), param_hint="--dashboard") from e
+    typer.echo(json.dumps(figures))
 
 
 @app.command("export-openapi")

@@ -60,17 +60,21 @@ def generate(prompt: str, model_path: Path, verifier_url: str, out: Path, *, ref
             new, edits = refine_images(policy, tok, [prompt], x, max_tokens=max_tokens, temperature=temperature,
                                        n_steps=n_steps, cfg_scale=cfg_scale, generator=g)  # fmt: skip
             r_new = score(new)
-            better = not math.isnan(r_new) and r_new > reward + margin
+            better = not math.isnan(r_new) and r_new > reward + margin  # a failed reward never counts as better
             to_images(new)[0].save(out / f"round-{k}.png")
             rounds.append({"round": k, "reward": r_new, "text": edits[0], "accepted": better,
                            "image": str(out / f"round-{k}.png")})  # fmt: skip
             if not better:
-                stop = f"round {k} did not raise DVReward ({r_new:.4f} vs {reward:.4f}): kept round {k - 1}"
+                why = "has no DVReward (NaN)" if math.isnan(r_new) else f"did not raise DVReward ({r_new:.4f} vs {reward:.4f})"
+                stop = f"round {k} {why}: kept round {k - 1}"
                 break
             x, reward = new, r_new
     finally:
         fetcher.close()
     to_images(x)[0].save(out / "final.png")
-    summary = {"prompt": prompt, "reward": reward, "rounds": rounds, "stopped": stop, "final_image": str(out / "final.png")}
+    for r in rounds:  # strict JSON: a failed reward is null with the reason in "stopped", never NaN or 0
+        r["reward"] = None if math.isnan(r["reward"]) else r["reward"]
+    summary = {"prompt": prompt, "reward": None if math.isnan(reward) else reward, "rounds": rounds, "stopped": stop,
+               "final_image": str(out / "final.png")}  # fmt: skip
     (out / "generate.json").write_text(json.dumps(summary, indent=2))
     return summary

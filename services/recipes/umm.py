@@ -238,6 +238,19 @@ def evaluate_umm(model: TinyUMM, tok, recipe: UMMRecipe, specs) -> dict:
     return {k: round(v, 4) for k, v in res.items()}, out
 
 
+@torch.no_grad()
+def plan_accuracy(model: TinyUMM, tok, split: str, max_tokens: int = 24, temperature: float = 0.3) -> float:
+    """Share of the split's implicit prompts whose plan (seeded, at ``temperature``) is exactly the prompt's
+    explicit resolution ("as many stars as a triangle has corners" -> "a photo of three stars")."""
+    from trainer.reasoning import sample_plans
+
+    specs = [p for p in prompts(split) if p.category == "implicit"]
+    plans = sample_plans(model, PlanVocab(tok, max_tokens), [s.text for s in specs], max_tokens=max_tokens,
+                         temperature=temperature, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    plain = [t.removeprefix(THINK[0]).removesuffix(THINK[1]).strip() for t in plans.texts]
+    return sum(p == s.explicit for p, s in zip(plain, specs)) / len(specs)
+
+
 def eval_prompts(recipe: UMMRecipe):
     held = [p for p in prompts("heldout") if p.category != "implicit"]
     return random.Random(99).sample(held, min(recipe.eval_prompts, len(held)))
@@ -380,6 +393,8 @@ def export_umm(run: Path, out: Path, n_eval: int = 0, cfg_scale: float | None = 
         recipe.cfg_scale = cfg_scale or recipe.cfg_scale
         last, images = evaluate_umm(model, tok, recipe, eval_prompts(recipe))
         last |= {"n_prompts": n_eval, "cfg_scale": recipe.cfg_scale, "sample_steps": recipe.sample_steps}
+        if recipe.plan_lm_weight > 0:
+            last |= {f"plan_exact_{split}": round(plan_accuracy(model, tok, split), 4) for split in ("train", "heldout")}
         out.mkdir(parents=True, exist_ok=True)
         _grid(images[:48]).save(out / "samples.png")
     _save(model.eval(), tok, recipe, state["step"], state["elapsed"], last, out)

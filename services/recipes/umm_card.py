@@ -24,7 +24,7 @@ CPU** for {train_minutes:.0f} minutes ({steps:,} steps of {batch} images).
   evaluation: the figures below).
 * Planning: after `prompt <think>` its language model writes the prompt's explicit resolution and `</think>`
   ("as many stars as a triangle has corners" -> "a photo of three stars"); images can be drawn from
-  `prompt <think> plan </think>`.
+  `prompt <think> plan </think>`.{plan_line}
 {refine_line}
 It knows nothing outside that world: other words are `<unk>`, and photographs or other objects are beyond it.
 
@@ -84,6 +84,10 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
     refined = ""
     if "refined_accuracy" in ev:
         refined = f"| accuracy after one refinement pass (reads its image, writes an edit, redraws) | {ev['refined_accuracy']:.3f} |\n"
+    plan_line = ""
+    if "plan_exact_heldout" in ev:
+        plan_line = (f" Its plan (temperature 0.3) is exactly the resolution for {ev['plan_exact_train']:.0%} of the "
+                     f"training implicit prompts and {ev['plan_exact_heldout']:.0%} of the held-out ones.")  # fmt: skip
     refine_line = ""
     if model.cfg.image_patch:
         refine_line = ("* Refinement: its language model reads an input image as patch tokens and writes an edit after "
@@ -105,7 +109,7 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
     text = TEMPLATE.format(
         lm_params=_params(model, "lm."), unet_params=_params(model, "unet."), params=sum(p.numel() for p in model.parameters()),
         vocab=model.cfg.vocab_size, size_mb=size, train_minutes=card["train_seconds"] / 60, steps=card["steps"],
-        batch=recipe["batch"], refine_line=refine_line, n_prompts=n, accuracy=acc,
+        batch=recipe["batch"], refine_line=refine_line, plan_line=plan_line, n_prompts=n, accuracy=acc,
         stderr=(acc * (1 - acc) / max(n, 1)) ** 0.5, atom_accuracy=ev.get("atom_accuracy", float("nan")),
         per_category=cats, refined_row=refined, history="\n".join(lines) or "* (no history recorded)",
         cfg=ev.get("cfg_scale", recipe["cfg_scale"]), steps_eval=ev.get("sample_steps", recipe["sample_steps"]),

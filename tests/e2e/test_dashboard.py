@@ -22,6 +22,17 @@ def test_legend_format():
     assert legend("", {}, "rate(m[5m])") == "rate(m[5m])"
 
 
+def test_cli_names_an_unreachable_prometheus(tmp_path):
+    from typer.testing import CliRunner
+
+    from alphagrpo.cli import app
+    from serving.launch import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    res = CliRunner().invoke(app, ["dashboard", "--prometheus", url, "--out", str(tmp_path / "d.png")])
+    assert res.exit_code == 2 and "cannot query Prometheus" in res.output
+
+
 def test_histogram_bars_are_ordered_and_per_bucket():
     import matplotlib
 

@@ -107,7 +107,10 @@ def test_refinement_rows_grow_the_model_and_evaluate_a_refinement_pass(tmp_path)
     assert f"| accuracy after one refinement pass (reads its image, writes an edit, redraws) | {got['refined_accuracy']:.3f}" in text
     (line,) = [x for x in text.splitlines() if x.startswith("* from step 2: ")]
     assert "image_patch 8, refine_batch 3, refine_lm_weight 0.5" in line and "batch 4" in line
+    from recipes.umm import plan_accuracy
+
     exported = TinyUMM.load(tmp_path / "export")
+    assert plan_accuracy(exported, umm_tokenizer(), "heldout", max_tokens=4) == 0.0  # 4 tokens cannot hold a plan
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), exported.state_dict().values()))
     plain = build(UMMRecipe(**TINY), umm_tokenizer())
     with pytest.raises(RuntimeError, match="does not fit"):  # the grown checkpoint into a smaller model
