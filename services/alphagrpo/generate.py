@@ -36,8 +36,13 @@ def generate(prompt: str, model_path: Path, verifier_url: str, out: Path, *, ref
     g = torch.Generator().manual_seed(seed)
     fetcher = RewardFetcher(verifier_url)
 
+    why_nan: list[str] = []
+
     def score(x: torch.Tensor) -> float:
-        return fetcher.wait(fetcher.submit([prompt], to_images(x))).values[0]
+        r = fetcher.wait(fetcher.submit([prompt], to_images(x)))
+        if math.isnan(r.values[0]):
+            why_nan.append(r.reasons[0] or "no reason given")
+        return r.values[0]
 
     try:
         with torch.no_grad():
@@ -55,7 +60,7 @@ def generate(prompt: str, model_path: Path, verifier_url: str, out: Path, *, ref
         stop = "no refinement asked" if reflect == 0 else f"refined {reflect} times"
         for k in range(1, reflect + 1):
             if math.isnan(reward):
-                stop = "the current image has no DVReward (NaN): nothing to compare a refinement against"
+                stop = f"the current image has no DVReward ({why_nan[-1]}): nothing to compare a refinement against"
                 break
             new, edits = refine_images(policy, tok, [prompt], x, max_tokens=max_tokens, temperature=temperature,
                                        n_steps=n_steps, cfg_scale=cfg_scale, generator=g)  # fmt: skip
@@ -65,7 +70,7 @@ def generate(prompt: str, model_path: Path, verifier_url: str, out: Path, *, ref
             rounds.append({"round": k, "reward": r_new, "text": edits[0], "accepted": better,
                            "image": str(out / f"round-{k}.png")})  # fmt: skip
             if not better:
-                why = "has no DVReward (NaN)" if math.isnan(r_new) else f"did not raise DVReward ({r_new:.4f} vs {reward:.4f})"
+                why = f"has no DVReward ({why_nan[-1]})" if math.isnan(r_new) else f"did not raise DVReward ({r_new:.4f} vs {reward:.4f})"
                 stop = f"round {k} {why}: kept round {k - 1}"
                 break
             x, reward = new, r_new
@@ -76,5 +81,7 @@ def generate(prompt: str, model_path: Path, verifier_url: str, out: Path, *, ref
         r["reward"] = None if math.isnan(r["reward"]) else r["reward"]
     summary = {"prompt": prompt, "reward": None if math.isnan(reward) else reward, "rounds": rounds, "stopped": stop,
                "final_image": str(out / "final.png")}  # fmt: skip
+    if math.isnan(reward):
+        summary["reason"] = why_nan[-1]  # why the kept image has no DVReward
     (out / "generate.json").write_text(json.dumps(summary, indent=2))
     return summary

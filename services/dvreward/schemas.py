@@ -32,6 +32,7 @@ MAX_IMAGE_B64_CHARS = 32 * 1024 * 1024
 
 AggregationMethod = Literal["geometric", "mean", "pooled"]
 NanPolicy = Literal["exclude", "fail"]
+IncompletePolicy = Literal["score", "fail"]
 
 
 class _Wire(BaseModel):
@@ -232,6 +233,9 @@ class RewardRequest(_Wire):
     aggregation: AggregationMethod = "geometric"
     nan_policy: NanPolicy = "exclude"
     gating: bool = Field(False, description="soft dependency gating: child score x parent's P(yes)")
+    incomplete: IncompletePolicy = Field(
+        "score", description="what to do when the decomposer could only parse part of a prompt: 'score' it and say "
+        "so (complete=false, unparsed), or 'fail' it (reward null with the reason), which a trainer excludes like NaN")
     schema_version: str = SCHEMA_VERSION
 
 
@@ -243,6 +247,9 @@ class RewardResult(_Wire):
     reason: str | None = Field(None, description="why reward is null")
     scores: list[QuestionScore] = Field(default_factory=list)
     questions: list[Question] = Field(default_factory=list)
+    complete: bool = Field(True, description="false when the decomposer left part of the prompt without questions: "
+                           "the reward then judges only what was parsed (supplied questions count as complete)")
+    unparsed: list[str] = Field(default_factory=list, description="spans of the prompt left without questions")
     error: ItemError | None = None
 
 

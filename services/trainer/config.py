@@ -101,10 +101,13 @@ class RewardConfig:
     patience_s: float = 600.0  # how long a dead verifier may pause training
     mode: str = "decomposed"  # "decomposed" (DVReward) or "holistic" (one "Does the image match: ...?" question)
     max_items_per_request: int = 64  # the verifier's VERIFIER_MAX_ITEMS; bigger batches go as several requests
+    incomplete: str = "fail"  # partly decomposed prompts: "fail" (NaN, excluded and counted) or "score"
 
     def __post_init__(self) -> None:
         if self.mode not in ("decomposed", "holistic"):
             raise ValueError("reward.mode must be 'decomposed' or 'holistic'")
+        if self.incomplete not in ("fail", "score"):
+            raise ValueError("reward.incomplete must be 'fail' or 'score'")
 
 
 @dataclass

@@ -7,7 +7,9 @@ the time the trainer spent blocked on them (``reward_wait_fraction``).
 
 A dead or overloaded verifier never turns into rewards: the fetcher logs loudly, pauses and retries until
 ``patience_s`` runs out, then raises ``RewardUnavailable`` (the training step is not taken). An item the
-verifier could not score comes back as NaN with its reason, which the GRPO maths then excludes.
+verifier could not score comes back as NaN with its reason, which the GRPO maths then excludes; so does,
+by default (``incomplete="fail"``), an item whose prompt the decomposer could only partly turn into
+questions: its reward would judge quality and the parsed half only, a hole a policy can learn to use.
 With ``holistic=True`` every item carries one supplied question, "Does the image match: <prompt>?" (the
 holistic-reward baseline the paper compares DVReward against), and the decomposer is not consulted.
 """
@@ -52,6 +54,7 @@ class RewardFetcher:
     read_timeout_s: float = 300.0
     max_items: int = 64  # images per request (the verifier's VERIFIER_MAX_ITEMS default); larger batches are split
     holistic: bool = False  # ask one "Does the image match: <prompt>?" question instead of the decomposition
+    incomplete: str = "fail"  # a prompt the decomposer only partly parsed: "fail" (NaN, excluded) or "score"
     waited_s: float = field(default=0.0, init=False)  # time the trainer was blocked in wait()
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
 
@@ -87,7 +90,7 @@ class RewardFetcher:
         paused = False
         while True:
             try:
-                results = self._client.reward(items, aggregation=self.aggregation).results
+                results = self._client.reward(items, aggregation=self.aggregation, incomplete=self.incomplete).results
                 break
             except (TransportError, ServiceUnavailable, RateLimited, ProtocolError) as e:
                 if time.monotonic() > deadline:

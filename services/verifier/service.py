@@ -5,7 +5,10 @@ before any work is queued), submits all images of the request to the batcher at 
 under the request deadline. ``reward`` fetches missing questions from the decomposer in one call (cached
 there), scores everything in one ``verify`` pass and aggregates each item with ``dvreward.aggregate``.
 A question that cannot be scored is NaN with a reason; an item whose decomposition failed carries that
-error; nothing is ever turned into a 0.
+error; nothing is ever turned into a 0. A decomposition the decomposer marked incomplete (part of the
+prompt got no question) is scored and flagged (``complete: false``, ``unparsed``), or failed with its reason
+when the request says ``incomplete: "fail"``: otherwise an image could score high on the quality questions
+alone for a prompt whose meaning was never asked about.
 """
 
 from __future__ import annotations
@@ -124,9 +127,11 @@ class VerifierService:
         return [VerifyResult(index=i, scores=s) for i, s in enumerate(scores)]  # type: ignore[arg-type]
 
     # ---- reward ---------------------------------------------------------------------------------
-    async def questions_for(self, items: list[RewardItem]) -> list[list[Question] | ItemError]:
+    async def decompositions_for(self, items: list[RewardItem]) -> list[tuple[list[Question] | ItemError, list[str] | None]]:
+        """(questions or the error, unparsed spans or None when complete) per item. Supplied questions are
+        taken as complete: the client chose them."""
         missing = sorted({it.prompt for it in items if it.questions is None})
-        found: dict[str, list[Question] | ItemError] = {}
+        found: dict[str, tuple[list[Question] | ItemError, list[str] | None]] = {}
         if missing:
             t0 = time.perf_counter()
             try:
@@ -139,29 +144,42 @@ class VerifierService:
             finally:
                 self.metrics.decomposer_seconds.observe(time.perf_counter() - t0)
             for prompt, r in zip(missing, response.results):
-                found[prompt] = r.decomposition.questions if r.decomposition else (
-                    r.error or ItemError(code="decomposition_failed", message="no decomposition"))
-        return [it.questions if it.questions is not None else found[it.prompt] for it in items]
+                d = r.decomposition
+                if d is None:
+                    found[prompt] = (r.error or ItemError(code="decomposition_failed", message="no decomposition"), None)
+                else:
+                    found[prompt] = (d.questions, None if d.complete else (d.unparsed or [prompt]))
+        return [(it.questions, None) if it.questions is not None else found[it.prompt] for it in items]
 
     async def reward(self, request: RewardRequest) -> list[RewardResult]:
         items = request.items
         self.check_limits(len(items), [len(it.questions or []) for it in items])
         decoded = self.decode([it.image for it in items])
-        questions = await self.questions_for(items)
+        decomps = await self.decompositions_for(items)
+        questions = [q for q, _ in decomps]
         self.check_limits(len(items), [len(q) if isinstance(q, list) else 0 for q in questions])
-        usable = [q if isinstance(q, list) else [] for q in questions]
+        fail_incomplete = request.incomplete == "fail"
+        # a decomposition failed for being incomplete is not scored at all (no verifier work spent on it)
+        usable = [q if isinstance(q, list) and not (fail_incomplete and u is not None) else [] for q, u in decomps]
         scores = await self.score(decoded, [it.image for it in items], usable)
         out = []
-        for i, (qs, sc) in enumerate(zip(questions, scores)):
+        for i, ((qs, unparsed), sc) in enumerate(zip(decomps, scores)):
             if isinstance(qs, ItemError):
                 self.metrics.rewards_total.labels(outcome="decomposition_failed").inc()
                 out.append(RewardResult(index=i, reason=f"decomposition failed: {qs.message}", error=qs))
+                continue
+            flags = {"complete": unparsed is None, "unparsed": unparsed or []}
+            if unparsed is not None and fail_incomplete:
+                self.metrics.rewards_total.labels(outcome="incomplete").inc()
+                out.append(RewardResult(index=i, reason=f"incomplete decomposition: no questions for {unparsed}",
+                                        questions=qs, **flags))  # fmt: skip
                 continue
             agg = aggregate(qs, [s.value for s in sc], request.aggregation, request.nan_policy, request.gating)
             ok = not math.isnan(agg.reward)
             self.metrics.rewards_total.labels(outcome="ok" if ok else "nan").inc()
             out.append(RewardResult(index=i, reward=_num(agg.reward), semantic=_num(agg.semantic),
-                                    quality=_num(agg.quality), reason=agg.reason, scores=sc, questions=qs))  # fmt: skip
+                                    quality=_num(agg.quality), reason=agg.reason, scores=sc, questions=qs,
+                                    **flags))  # fmt: skip
         return out
 
 

@@ -38,6 +38,16 @@ def test_rewards_arrive_asynchronously_and_in_order(decomposer, tmp_path):
         whole = [v for r in got for v in r.values]
         assert len(split.values) == 68 and split.values[64:] == pytest.approx(whole, abs=1e-5)
         big.close()
+        # a prompt the decomposer cannot fully parse is NaN with its reason for the trainer (excluded from its
+        # group like any failed reward), not a reward earned on quality questions alone
+        implicit = "as many stars as a triangle has corners"
+        for policy, nan_expected in (("fail", True), ("score", False)):
+            f = RewardFetcher(url, incomplete=policy)
+            r = f.wait(f.submit([implicit, PROMPTS[0]], IMAGES[:2]))
+            assert math.isnan(r.values[0]) is nan_expected and 0 < r.values[1] < 1
+            if nan_expected:
+                assert "incomplete decomposition" in r.reasons[0]
+            f.close()
 
 
 def test_verifier_killed_mid_run_pauses_then_resumes(decomposer, tmp_path, caplog):

@@ -107,6 +107,36 @@ def test_reward_fetches_questions_from_the_decomposer(verifier):
     assert results[0]["reward"] == pytest.approx((results[0]["semantic"] * results[0]["quality"]) ** 0.5)
 
 
+def test_incomplete_decomposition_is_flagged_or_failed(verifier):
+    """A prompt the decomposer only partly parses gets quality questions alone: by default the reward says so
+    (complete false, the unparsed span); with ``incomplete: "fail"`` it is null with the reason and not scored,
+    while a complete prompt in the same request is scored as usual."""
+    implicit, plain = "as many stars as a triangle has corners", "a blue circle"
+    items = [{"prompt": implicit, "image": png()}, {"prompt": plain, "image": png()}]
+    flagged, ok = httpx.post(verifier.url + "/v1/reward", json={"items": items}).json()["results"]
+    assert flagged["complete"] is False and flagged["unparsed"] == [implicit] and flagged["reward"] is not None
+    assert {q["kind"] for q in flagged["questions"]} == {"quality"}
+    assert ok["complete"] is True and ok["unparsed"] == []
+    before = _metric(verifier, 'alphagrpo_verifier_rewards_total{outcome="incomplete"}')
+    failed, ok = httpx.post(verifier.url + "/v1/reward", json={"items": items, "incomplete": "fail"}).json()["results"]
+    assert failed["reward"] is None and failed["scores"] == [] and failed["complete"] is False
+    assert failed["reason"].startswith("incomplete decomposition") and implicit in failed["reason"]
+    assert ok["reward"] is not None and 0 < ok["reward"] < 1
+    assert _metric(verifier, 'alphagrpo_verifier_rewards_total{outcome="incomplete"}') == before + 1
+    supplied = {"prompt": implicit, "image": png(), "questions": Q}  # the client's own questions: complete
+    res = httpx.post(verifier.url + "/v1/reward", json={"items": [supplied], "incomplete": "fail"}).json()["results"][0]
+    assert res["complete"] is True and res["reward"] is not None
+    r = httpx.post(verifier.url + "/v1/reward", json={"items": items, "incomplete": "drop"})
+    assert r.status_code == 422 and "incomplete" in r.json()["error"]["field"]
+
+
+def _metric(server, series: str) -> float:
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 @pytest.mark.parametrize(
     "items, status, field, limit",
     [
