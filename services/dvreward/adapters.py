@@ -7,8 +7,10 @@
   (scores, info)``; images are a float tensor/array (B, C, H, W) in [0, 1], a uint8 array (B, H, W, C) or
   a list of PIL images; ``scores`` is a float numpy array with NaN for failed samples, ``info`` carries
   the sub-scores and reasons.
-Both send one batched ``/v1/reward`` request per call; a failed reward is never turned into 0. No
-dependency on either trainer is needed: the functions only follow their signatures.
+Both send one batched ``/v1/reward`` request per call; a failed reward is never turned into 0. A prompt the
+decomposer could only partly parse fails too by default (``incomplete="fail"``: None / NaN with the reason),
+as in our own trainer: its reward would judge only the parsed part. No dependency on either trainer is
+needed: the functions only follow their signatures.
 """
 
 from __future__ import annotations
@@ -50,20 +52,20 @@ def _rewards(client: VerifierClient, prompts: list[str], images: list[Any], **op
 
 
 def trl_reward_function(url: str, *, api_key: str | None = None, aggregation: str = "geometric",
-                        timeouts: Timeouts = Timeouts(), retry: RetryPolicy = RetryPolicy()):  # fmt: skip
+                        incomplete: str = "fail", timeouts: Timeouts = Timeouts(), retry: RetryPolicy = RetryPolicy()):  # fmt: skip
     """A TRL-style reward function backed by ``POST {url}/v1/reward``."""
     client = VerifierClient(url, api_key=api_key, timeouts=timeouts, retry=retry)
 
     def dvreward(prompts: list[str], completions: list[Any], **kwargs: Any) -> list[float | None]:
         texts = [p if isinstance(p, str) else _last_user_text(p) for p in prompts]
-        return [r.reward for r in _rewards(client, texts, completions, aggregation=aggregation)]
+        return [r.reward for r in _rewards(client, texts, completions, aggregation=aggregation, incomplete=incomplete)]
 
     dvreward.__name__ = "dvreward"
     return dvreward
 
 
 def flow_grpo_reward_function(url: str, *, api_key: str | None = None, aggregation: str = "geometric",
-                              timeouts: Timeouts = Timeouts(), retry: RetryPolicy = RetryPolicy()):  # fmt: skip
+                              incomplete: str = "fail", timeouts: Timeouts = Timeouts(), retry: RetryPolicy = RetryPolicy()):  # fmt: skip
     """A Flow-GRPO-style reward function backed by ``POST {url}/v1/reward``."""
     import numpy as np
 
@@ -71,12 +73,13 @@ def flow_grpo_reward_function(url: str, *, api_key: str | None = None, aggregati
 
     def dvreward(images: Any, prompts: list[str], metadata: Any = None) -> tuple[np.ndarray, dict]:
         batch = list(images) if not hasattr(images, "shape") else [images[i] for i in range(images.shape[0])]
-        results = _rewards(client, list(prompts), batch, aggregation=aggregation)
+        results = _rewards(client, list(prompts), batch, aggregation=aggregation, incomplete=incomplete)
         scores = np.array([math.nan if r.reward is None else r.reward for r in results], dtype=np.float64)
         info = {
             "semantic": [r.semantic for r in results],
             "quality": [r.quality for r in results],
             "reason": [r.reason or (r.error.message if r.error else None) for r in results],
+            "complete": [r.complete for r in results],
         }
         return scores, info
 

@@ -76,3 +76,16 @@ def test_flow_grpo_function_batches_tensors(stack):
     assert all(math.isnan(s) for s in scores) and info["reason"][0] == "every semantic question failed"
     with pytest.raises(ValueError, match="2 prompts but 3 images"):
         flow_grpo_reward_function(good)(images, ["a", "b"], None)
+
+
+def test_partly_parsed_prompts_fail_unless_asked_to_score(stack):
+    """A prompt the decomposer only partly parses would be rewarded on its quality questions alone: both
+    adapters fail it by default (None / NaN with the reason), and score it, flagged, on request."""
+    good, _ = stack
+    prompts = ["as many stars as a triangle has corners", "a red circle"]
+    images = [Image.new("RGB", (64, 64), "white")] * 2
+    assert trl_reward_function(good)(prompts, images)[0] is None
+    assert all(isinstance(r, float) for r in trl_reward_function(good, incomplete="score")(prompts, images))
+    scores, info = flow_grpo_reward_function(good)(images, prompts, None)
+    assert math.isnan(scores[0]) and 0 < scores[1] < 1 and info["complete"] == [False, True]
+    assert info["reason"][0].startswith("incomplete decomposition")
