@@ -132,6 +132,23 @@ def bench_trainer(
     _emit(run(config, model, steps=steps, repeats=repeats, progress=not json_out), json_out)
 
 
+@bench_app.command("reward-signal")
+def bench_reward_signal(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    model: Annotated[str, typer.Option(help="UMM folder whose rollouts are scored")] = "models/shapes-umm",
+    verifier_model: Annotated[str | None, typer.Option(help="verifier model folder (default: the embedded one)")] = None,
+    prompts_n: Annotated[int, typer.Option("--prompts", help="training prompts, one group each")] = 32,
+    group: Annotated[int, typer.Option(help="images per prompt (G)")] = 8,
+    cfg_scale: float = 5.0,
+    n_steps: int = 10,
+) -> None:
+    """Within-group agreement of DVReward variants with the oracle on a UMM's own rollouts: GRPO's signal."""
+    from benchmarks.reward_signal import run
+
+    _emit(run(model, verifier_model, n_prompts=prompts_n, group=group, n_steps=n_steps, cfg_scale=cfg_scale,
+              progress=not json_out), json_out)  # fmt: skip
+
+
 @bench_app.command("load")
 def bench_load(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
