@@ -411,6 +411,22 @@ def dashboard(
     typer.echo(json.dumps(figures))
 
 
+@app.command("compare-evals")
+def compare_evals(
+    before: Annotated[str, typer.Argument(help="an eval-<step>-verdicts.tsv of a run (e.g. step 0)")],
+    after: Annotated[str, typer.Argument(help="a later one of the same evaluation (same prompts and noise)")],
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+) -> None:
+    """Oracle accuracy change between two evaluations, paired per image, with its standard error, per category."""
+    from recipes.paired import compare
+
+    try:
+        figures = compare(before, after)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise typer.BadParameter(str(e)) from e
+    _emit(figures, json_out)
+
+
 @app.command("export-openapi")
 def export_openapi(folder: str = "docs") -> None:
     """Write each service's OpenAPI schema to docs/openapi-<service>.json (a test checks they are current)."""

@@ -11,7 +11,9 @@ the eval temperature), logs the share of well-formed plans and writes the plans 
 categories are configurable: the reasoning runs train and evaluate on implicit prompts, whose held-out
 accuracy the oracle judges against their explicit resolution. With ``reflect`` the evaluation also runs one
 refinement pass over its images (the model reads each image, writes an edit, redraws) and logs the refined
-images' oracle accuracy and verifier reward beside the first ones, with the edits written down.
+images' oracle accuracy and verifier reward beside the first ones, with the edits written down. Every
+evaluation also writes each image's verdict and reward (``eval-<step>-verdicts.tsv``): evaluations share
+prompts and noise, so two of them can be compared pairwise (``alphagrpo compare-evals``).
 """
 
 from __future__ import annotations
@@ -103,6 +105,10 @@ class ShapesTask(PlanVocab):
         acc = sum(verdicts) / len(verdicts)
         self.run.mkdir(parents=True, exist_ok=True)
         _grid(images[:48]).save(self.run / f"eval-{step:06d}{suffix}.png")
+        # per image, so two evaluations (same prompts, same noise) can be compared pairwise
+        lines = [f"{s.text}\t{s.category}\t{int(v)}\t{r:.4f}" for s, v, r in zip(self.eval_specs, verdicts, rewards)]
+        (self.run / f"eval-{step:06d}{suffix}-verdicts.tsv").write_text("prompt\tcategory\tcorrect\treward\n"
+                                                                        + "\n".join(lines) + "\n")  # fmt: skip
         out = {
             "oracle_accuracy": round(acc, 4),
             "oracle_accuracy_stderr": round(math.sqrt(acc * (1 - acc) / len(verdicts)), 4),

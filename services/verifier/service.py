@@ -103,6 +103,8 @@ class VerifierService:
         except QueueFull as e:
             raise Overloaded(str(e), retry_after_s=self.batcher.retry_after_s()) from None
         results: list[list[QuestionScore] | ItemError] = [[] for _ in items]
+        if not futures:  # nothing to score (every item failed before scoring): asyncio.wait refuses an empty set
+            return results
         done, pending = await asyncio.wait(futures, timeout=self.settings.request_timeout_s)
         for f in pending:
             f.cancel()  # the batcher skips cancelled units, so the queue drains

@@ -126,6 +126,8 @@ def test_incomplete_decomposition_is_flagged_or_failed(verifier):
     supplied = {"prompt": implicit, "image": png(), "questions": Q}  # the client's own questions: complete
     res = httpx.post(verifier.url + "/v1/reward", json={"items": [supplied], "incomplete": "fail"}).json()["results"][0]
     assert res["complete"] is True and res["reward"] is not None
+    only = httpx.post(verifier.url + "/v1/reward", json={"items": items[:1], "incomplete": "fail"})
+    assert only.status_code == 200 and only.json()["results"][0]["reward"] is None  # nothing left to score
     r = httpx.post(verifier.url + "/v1/reward", json={"items": items, "incomplete": "drop"})
     assert r.status_code == 422 and "incomplete" in r.json()["error"]["field"]
 

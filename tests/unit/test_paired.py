@@ -1,0 +1,43 @@
+"""Paired comparison of two evaluations, on hand-computed verdicts."""
+
+import math
+
+import pytest
+
+from recipes.paired import compare, paired_change
+
+
+def test_paired_change_by_hand():
+    # d = [1, 0, 0, -1, 1]: mean 0.2; var (ddof 1) = (0.64 + 0.04 + 0.04 + 1.44 + 0.64) / 4 = 0.7
+    c = paired_change([0, 1, 0, 1, 0], [1, 1, 0, 0, 1])
+    assert c["change"] == pytest.approx(0.2) and c["change_stderr"] == pytest.approx(math.sqrt(0.7 / 5))
+    assert (c["before"], c["after"], c["turned_right"], c["turned_wrong"]) == (0.4, 0.6, 2, 1)
+    with pytest.raises(ValueError):
+        paired_change([1], [1, 0])
+
+
+def test_compare_reads_verdict_files_and_refuses_different_evaluations(tmp_path):
+    head = "prompt\tcategory\tcorrect\treward\n"
+    a, b, c = tmp_path / "a.tsv", tmp_path / "b.tsv", tmp_path / "c.tsv"
+    a.write_text(head + "p1\tposition\t0\t0.5\np2\tcolors\t1\t0.9\np3\tposition\t0\tnan\n")
+    b.write_text(head + "p1\tposition\t1\t0.7\np2\tcolors\t1\t0.8\np3\tposition\t1\t0.6\n")
+    out = compare(a, b)
+    assert out["change"] == pytest.approx(2 / 3, abs=1e-4) and out["change_position"] == 1.0 and out["n_position"] == 2
+    assert out["verifier_reward_before"] == pytest.approx(0.7) and out["verifier_reward_after"] == pytest.approx(0.75)
+    c.write_text(head + "p2\tcolors\t1\t0.9\np1\tposition\t0\t0.5\np3\tposition\t0\t0.1\n")
+    with pytest.raises(ValueError, match="same prompts"):
+        compare(a, c)
+
+
+def test_compare_evals_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from alphagrpo.cli import app
+
+    head = "prompt\tcategory\tcorrect\treward\n"
+    (tmp_path / "a.tsv").write_text(head + "p1\tposition\t0\t0.5\n")
+    (tmp_path / "b.tsv").write_text(head + "p1\tposition\t1\t0.7\n")
+    out = CliRunner().invoke(app, ["compare-evals", str(tmp_path / "a.tsv"), str(tmp_path / "b.tsv"), "--json"])
+    assert out.exit_code == 0 and '"change": 1.0' in out.output.splitlines()[-1]
+    missing = CliRunner().invoke(app, ["compare-evals", str(tmp_path / "a.tsv"), str(tmp_path / "none.tsv")])
+    assert missing.exit_code == 2
