@@ -83,6 +83,8 @@ def clipped_ratio_loss(log_ratio: torch.Tensor, adv: torch.Tensor, low: float, h
     """mean_i max(-A_i r_i, -A_i clip(r_i, 1 - low, 1 + high)) with r = exp(log_ratio); all shapes (B,)."""
     if log_ratio.shape != adv.shape:
         raise ValueError(f"ratio {tuple(log_ratio.shape)} and advantage {tuple(adv.shape)} differ: no broadcasting")
+    if log_ratio.numel() == 0:
+        raise ValueError("no samples to train on: drop chunks whose rewards all failed before computing the loss")
     ratio = torch.exp(log_ratio)
     clipped = ratio.clamp(1 - low, 1 + high)
     loss = torch.maximum(-adv * ratio, -adv * clipped).mean()

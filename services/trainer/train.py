@@ -145,6 +145,8 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
         opt.zero_grad(set_to_none=True)
         for ch in rnd.chunks:
             r, a, ok = ch.images, adv[ch.rows], valid[ch.rows]
+            if not bool(ok.any()):  # every reward of this chunk failed (NaN): it adds nothing to the gradient
+                continue
             for k in range(len(r.steps)):
                 now = replay_step(policy, ch.context(policy, G), r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                 if epoch == 0:

@@ -3,6 +3,7 @@ hold, the log is written, and a resumed run ends bit-identical to an uninterrupt
 
 import math
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,16 +32,29 @@ from verifier.tiny import build_tiny_vlm
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def verifier_url(tmp_path_factory):
+LEXICON = Path(__file__).resolve().parents[2] / "configs" / "shapesworld-lexicon.json"
+
+
+def _reward_services(tmp_path_factory, lexicon):
     model = build_tiny_vlm(tmp_path_factory.mktemp("v") / "qwen", "qwen2_vl", seed=8)
-    with ThreadedServer(create_decomposer(DecomposerSettings()), free_port()) as d:
+    with ThreadedServer(create_decomposer(DecomposerSettings(rules_lexicon=lexicon)), free_port()) as d:
         # one image per batch: rewards then do not depend on how requests happen to be batched
         settings = VerifierSettings(hf_model_path=str(model), decomposer_url=d.url, max_batch_images=1)
         with ThreadedServer(create_verifier(settings), free_port()) as v:
             while httpx.get(v.url + "/health").status_code != 200:
                 time.sleep(0.05)
             yield v.url
+
+
+@pytest.fixture(scope="module")
+def verifier_url(tmp_path_factory):
+    # the ShapesWorld lexicon, as the reasoning configs use: without it implicit prompts decompose only in part
+    yield from _reward_services(tmp_path_factory, str(LEXICON))
+
+
+@pytest.fixture(scope="module")
+def verifier_url_no_lexicon(tmp_path_factory):
+    yield from _reward_services(tmp_path_factory, None)
 
 
 def policy(task):
@@ -165,6 +179,19 @@ def refine_policy(task):
     return TinyUMM(TinyUMMConfig(vocab_size=len(task.tok) + (-len(task.tok)) % 32, pad_token_id=task.tok.pad_token_id,
                                  text_hidden=32, text_layers=1, image_size=32, unet_channels=(16, 32), cross_dim=32,
                                  attention_head_dim=8, image_patch=8))  # fmt: skip
+
+
+def test_chunks_whose_rewards_all_failed_are_left_out(verifier_url_no_lexicon, tmp_path):
+    """Without the lexicon some implicit prompts decompose only in part; their whole group's rewards are NaN
+    (incomplete="fail"), so a chunk may hold no valid sample at all. The step trains on the other chunk and
+    counts the failures; it does not average an empty loss."""
+    task = ToyTask(implicit=True)
+    cfg = config(tmp_path / "partial", 2, verifier_url_no_lexicon)
+    cfg.reason = ReasonConfig(enabled=True, max_plan_tokens=4, top_p=1.0)
+    records = train(cfg, policy(task), task, RewardFetcher(verifier_url_no_lexicon), progress=False)
+    assert len(records) == 2 and any(r["n_invalid"] > 0 for r in records)
+    for r in records:
+        assert r["skipped"] or math.isfinite(r["loss"])
 
 
 def test_refinement_and_mixed_rounds(verifier_url, tmp_path):

@@ -103,3 +103,9 @@ def test_gaussian_kl_hand_computed():
     # sample 0: mean of (1, 4) = 2.5, / (2 * 0.5^2) = 5; sample 1: identical means -> 0
     assert torch.allclose(gaussian_kl(mean, ref, 0.5), torch.tensor([5.0, 0.0]))
     assert torch.equal(gaussian_kl(mean, ref, 0.0), torch.zeros(2))  # an ODE step: no Gaussian, no KL
+
+
+def test_loss_on_no_samples_is_an_error_not_nan():
+    """A chunk whose rewards all failed must be skipped by the loop; the loss refuses to average nothing."""
+    with pytest.raises(ValueError, match="no samples"):
+        image_policy_loss(torch.zeros(0), torch.zeros(0), torch.zeros(0), 0.01)
