@@ -99,19 +99,23 @@ class ShapesTask(PlanVocab):
     def _judge(self, x: torch.Tensor, step: int, suffix: str) -> tuple[dict, list[bool]]:
         """Oracle accuracy (overall and per category) and verifier reward of one image per eval row; a grid."""
         images = to_images(x)
-        verdicts = [evaluate(im, s).correct for im, s in zip(images, self.eval_specs)]
+        judged = [evaluate(im, s) for im, s in zip(images, self.eval_specs)]
+        verdicts = [j.correct for j in judged]
+        atoms = [j.atom_accuracy for j in judged]  # partial credit: the share of the prompt's gold atoms that hold
         rewards = self.fetcher.wait(self.fetcher.submit([s.text for s in self.eval_specs], images)).values
         valid = [r for r in rewards if not math.isnan(r)]
         acc = sum(verdicts) / len(verdicts)
         self.run.mkdir(parents=True, exist_ok=True)
         _grid(images[:48]).save(self.run / f"eval-{step:06d}{suffix}.png")
         # per image, so two evaluations (same prompts, same noise) can be compared pairwise
-        lines = [f"{s.text}\t{s.category}\t{int(v)}\t{r:.4f}" for s, v, r in zip(self.eval_specs, verdicts, rewards)]
-        (self.run / f"eval-{step:06d}{suffix}-verdicts.tsv").write_text("prompt\tcategory\tcorrect\treward\n"
-                                                                        + "\n".join(lines) + "\n")  # fmt: skip
+        lines = [f"{s.text}\t{s.category}\t{int(v)}\t{r:.4f}\t{a:.4f}"
+                 for s, v, r, a in zip(self.eval_specs, verdicts, rewards, atoms)]  # fmt: skip
+        (self.run / f"eval-{step:06d}{suffix}-verdicts.tsv").write_text(
+            "prompt\tcategory\tcorrect\treward\tatom_accuracy\n" + "\n".join(lines) + "\n")
         out = {
             "oracle_accuracy": round(acc, 4),
             "oracle_accuracy_stderr": round(math.sqrt(acc * (1 - acc) / len(verdicts)), 4),
+            "oracle_atom_accuracy": round(sum(atoms) / len(atoms), 4),
             "verifier_reward": round(sum(valid) / len(valid), 4) if valid else None,
             "n_prompts": self.n_eval_prompts,
         }

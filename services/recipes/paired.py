@@ -4,7 +4,7 @@ images turned right or wrong. Pairing removes the prompt-to-prompt variance that
 carries, so a smaller change can be told from noise on the same 500 prompts.
 
 Input: the ``eval-<step>-verdicts.tsv`` files the ShapesTask evaluation writes (prompt, category, correct,
-reward per image, in a fixed order).
+reward per image, in a fixed order; newer files add the image's oracle atom accuracy, compared too).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pathlib import Path
 def read_verdicts(path: str | Path) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return [{"prompt": r["prompt"], "category": r["category"], "correct": int(r["correct"]), "reward": float(r["reward"])}
+    return [{"prompt": r["prompt"], "category": r["category"], "correct": int(r["correct"]), "reward": float(r["reward"]),
+             "atoms": float(r["atom_accuracy"]) if r.get("atom_accuracy") not in (None, "") else None}
             for r in rows]  # fmt: skip
 
 
-def paired_change(before: list[int], after: list[int]) -> dict:
+def paired_change(before: list[float], after: list[float]) -> dict:
     """Mean of after - before and its standard error over pairs: sqrt(var(d) / n), var with ddof 1."""
     if len(before) != len(after) or not before:
         raise ValueError(f"{len(before)} and {len(after)} verdicts: need the same, non-zero number")
@@ -44,6 +45,10 @@ def compare(a: str | Path, b: str | Path) -> dict:
     if rewards:
         out["verifier_reward_before"] = round(sum(x for x, _ in rewards) / len(rewards), 4)
         out["verifier_reward_after"] = round(sum(y for _, y in rewards) / len(rewards), 4)
+    if all(r["atoms"] is not None for r in ra + rb):  # partial credit, paired the same way
+        c = paired_change([r["atoms"] for r in ra], [r["atoms"] for r in rb])
+        out |= {"atoms_before": round(c["before"], 4), "atoms_after": round(c["after"], 4),
+                "atoms_change": round(c["change"], 4), "atoms_change_stderr": round(c["change_stderr"], 4)}  # fmt: skip
     for cat in sorted({r["category"] for r in ra}):
         idx = [i for i, r in enumerate(ra) if r["category"] == cat]
         c = paired_change([ra[i]["correct"] for i in idx], [rb[i]["correct"] for i in idx])

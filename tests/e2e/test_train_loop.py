@@ -268,18 +268,21 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     shapes = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_prompts=6, n_steps=2)
     out = shapes.evaluate(model, step=3)
     per_category = {k for k in out if k.startswith("acc_")}
-    assert set(out) - per_category == {"oracle_accuracy", "oracle_accuracy_stderr", "verifier_reward", "n_prompts"}
+    assert set(out) - per_category == {"oracle_accuracy", "oracle_accuracy_stderr", "oracle_atom_accuracy", "verifier_reward",
+                                       "n_prompts"}  # fmt: skip
+    assert 0 <= out["oracle_atom_accuracy"] <= 1  # partial credit: the mean share of each prompt's gold atoms that hold
     assert per_category and "acc_implicit" not in per_category  # explicit prompts by default
     assert out["n_prompts"] == 6 and 0 <= out["oracle_accuracy"] <= 1 and 0 < out["verifier_reward"] < 1
     assert (tmp_path / "eval-000003.png").exists()
     # per-image verdicts, so that two evaluations compare pairwise; the same weights compare as no change
     shapes.evaluate(model, step=4)
     rows = (tmp_path / "eval-000003-verdicts.tsv").read_text().splitlines()
-    assert rows[0] == "prompt\tcategory\tcorrect\treward" and len(rows) == 7
+    assert rows[0] == "prompt\tcategory\tcorrect\treward\tatom_accuracy" and len(rows) == 7
     from recipes.paired import compare
 
     same = compare(tmp_path / "eval-000003-verdicts.tsv", tmp_path / "eval-000004-verdicts.tsv")
     assert same["change"] == 0 and same["n"] == 6 and same["before"] == out["oracle_accuracy"]
+    assert same["atoms_change"] == 0 and same["atoms_before"] == out["oracle_atom_accuracy"]
     # reasoning: the evaluation plans first (seeded), reports the plans' format rate and writes them down
     reason = ReasonConfig(enabled=True, max_plan_tokens=4)
     thinking = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_prompts=4, n_steps=2,

@@ -29,6 +29,18 @@ def test_compare_reads_verdict_files_and_refuses_different_evaluations(tmp_path)
         compare(a, c)
 
 
+def test_compare_pairs_atom_accuracy_when_both_files_have_it(tmp_path):
+    head = "prompt\tcategory\tcorrect\treward\tatom_accuracy\n"
+    a, b, old = tmp_path / "a.tsv", tmp_path / "b.tsv", tmp_path / "old.tsv"
+    a.write_text(head + "p1\tposition\t0\t0.5\t0.5\np2\tcolors\t0\t0.9\t0.25\n")
+    b.write_text(head + "p1\tposition\t0\t0.7\t0.75\np2\tcolors\t1\t0.8\t1.0\n")
+    out = compare(a, b)  # d = [0.25, 0.75]: mean 0.5, var (ddof 1) 0.125, stderr sqrt(0.125 / 2) = 0.25
+    assert (out["atoms_before"], out["atoms_after"], out["atoms_change"], out["atoms_change_stderr"]) == \
+        (0.375, 0.875, 0.5, 0.25)
+    old.write_text("prompt\tcategory\tcorrect\treward\np1\tposition\t0\t0.5\np2\tcolors\t1\t0.9\n")
+    assert "atoms_change" not in compare(old, b) and compare(old, b)["change"] == 0.0
+
+
 def test_compare_evals_command(tmp_path):
     from typer.testing import CliRunner
 
