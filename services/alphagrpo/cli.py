@@ -332,7 +332,8 @@ def train(
     key = settings.verifier_api_key.get_secret_value() if settings.verifier_api_key else None
     fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation, patience_s=cfg.reward.patience_s,
                             holistic=cfg.reward.mode == "holistic", api_key=key,
-                            max_items=cfg.reward.max_items_per_request, incomplete=cfg.reward.incomplete)  # fmt: skip
+                            max_items=cfg.reward.max_items_per_request, incomplete=cfg.reward.incomplete,
+                            signal=cfg.reward.signal)  # fmt: skip
     task = ShapesTask(AutoTokenizer.from_pretrained(cfg.model_path), fetcher, Path(cfg.run.run_dir),
                       **cfg.task_kwargs())  # fmt: skip
     monitor = None

@@ -79,7 +79,7 @@ def train_demo(verifier_url: str, model: Path, minutes: float, run_dir: Path, ev
                               checkpoint_every=10**6, monitor_port=None))  # fmt: skip
     policy = TinyUMM.load(model).train()
     fetcher = RewardFetcher(verifier_url, aggregation=cfg.reward.aggregation, max_items=cfg.reward.max_items_per_request,
-                            incomplete=cfg.reward.incomplete)  # fmt: skip
+                            incomplete=cfg.reward.incomplete, signal=cfg.reward.signal)  # fmt: skip
     try:
         task = ShapesTask(AutoTokenizer.from_pretrained(model), fetcher, run_dir, **cfg.task_kwargs())
         records = train(cfg, policy, task, fetcher, progress=progress)

@@ -102,12 +102,17 @@ class RewardConfig:
     mode: str = "decomposed"  # "decomposed" (DVReward) or "holistic" (one "Does the image match: ...?" question)
     max_items_per_request: int = 64  # the verifier's VERIFIER_MAX_ITEMS; bigger batches go as several requests
     incomplete: str = "fail"  # partly decomposed prompts: "fail" (NaN, excluded and counted) or "score"
+    signal: str = "reward"  # train on "reward" (the aggregation, the paper's) or "semantic" (quality ignored)
 
     def __post_init__(self) -> None:
         if self.mode not in ("decomposed", "holistic"):
             raise ValueError("reward.mode must be 'decomposed' or 'holistic'")
         if self.incomplete not in ("fail", "score"):
             raise ValueError("reward.incomplete must be 'fail' or 'score'")
+        if self.signal not in ("reward", "semantic"):
+            raise ValueError("reward.signal must be 'reward' or 'semantic'")
+        if self.signal == "semantic" and self.mode == "holistic":
+            raise ValueError("reward.signal 'semantic' needs the decomposition (mode 'decomposed')")
 
 
 @dataclass

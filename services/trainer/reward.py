@@ -12,6 +12,9 @@ by default (``incomplete="fail"``), an item whose prompt the decomposer could on
 questions: its reward would judge quality and the parsed half only, a hole a policy can learn to use.
 With ``holistic=True`` every item carries one supplied question, "Does the image match: <prompt>?" (the
 holistic-reward baseline the paper compares DVReward against), and the decomposer is not consulted.
+``signal="semantic"`` trains on the semantic mean alone (quality questions still asked and logged, not
+rewarded): an ablation, since on the tiny UMM's rollouts the quality questions did not rank a group's images
+(``alphagrpo bench reward-signal``: pair AUC 0.51) and diluted the paper's geometric reward (0.77 vs 0.84).
 """
 
 from __future__ import annotations
@@ -55,10 +58,13 @@ class RewardFetcher:
     max_items: int = 64  # images per request (the verifier's VERIFIER_MAX_ITEMS default); larger batches are split
     holistic: bool = False  # ask one "Does the image match: <prompt>?" question instead of the decomposition
     incomplete: str = "fail"  # a prompt the decomposer only partly parsed: "fail" (NaN, excluded) or "score"
+    signal: str = "reward"  # what ``values`` holds: "reward" (the aggregation) or "semantic" (its semantic mean)
     waited_s: float = field(default=0.0, init=False)  # time the trainer was blocked in wait()
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.signal not in ("reward", "semantic"):
+            raise ValueError(f"signal must be 'reward' or 'semantic', not {self.signal!r}")
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="reward")
         # the client retries quick blips itself; long outages are handled by the pause loop below
         self._client = VerifierClient(self.url, api_key=self.api_key, retry=RetryPolicy(max_attempts=2, backoff_s=0.2),
@@ -106,9 +112,15 @@ class RewardFetcher:
         if paused:
             log.warning("verifier at %s is back: training resumes", self.url)
         nan = lambda x: math.nan if x is None else x  # noqa: E731
+        reasons = [r.reason or (r.error.message if r.error else None) for r in results]
+        if self.signal == "semantic":  # a failed reward stays failed; a reward without semantic questions fails
+            values = [math.nan if r.reward is None else nan(r.semantic) for r in results]
+            reasons = [why or ("no semantic questions" if math.isnan(v) else None) for why, v in zip(reasons, values)]
+        else:
+            values = [nan(r.reward) for r in results]
         return Rewards(
-            values=[nan(r.reward) for r in results],
-            reasons=[r.reason or (r.error.message if r.error else None) for r in results],
+            values=values,
+            reasons=reasons,
             semantic=[nan(r.semantic) for r in results],
             quality=[nan(r.quality) for r in results],
         )

@@ -48,6 +48,13 @@ def test_rewards_arrive_asynchronously_and_in_order(decomposer, tmp_path):
             if nan_expected:
                 assert "incomplete decomposition" in r.reasons[0]
             f.close()
+        # signal="semantic": the semantic mean of the same scoring, not the geometric reward (quality ignored)
+        sem = RewardFetcher(url, signal="semantic")
+        r = sem.wait(sem.submit(PROMPTS, IMAGES))
+        assert r.values == r.semantic and r.values != got[0].values + got[1].values
+        sem.close()
+        with pytest.raises(ValueError, match="signal"):
+            RewardFetcher(url, signal="quality")
 
 
 def test_verifier_killed_mid_run_pauses_then_resumes(decomposer, tmp_path, caplog):

@@ -254,6 +254,9 @@ def test_config_rejects_impossible_combinations(tmp_path):
         RolloutConfig(prompts_per_step=3, chunks=2)
     with pytest.raises(ValueError, match="unknown keys"):
         TrainConfig.from_dict({"rollout": {"groupsize": 4}})
+    with pytest.raises(ValueError, match="needs the decomposition"):
+        TrainConfig.from_dict({"reward": {"signal": "semantic", "mode": "holistic"}})
+    assert TrainConfig.from_dict({"reward": {"signal": "semantic"}}).reward.signal == "semantic"
     path = tmp_path / "c.yaml"
     path.write_text("rollout: {group_size: 4, window_range: [0, 2]}\nrun: {steps: 5}\n")
     cfg = TrainConfig.from_yaml(path)
