@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from recipes.paired import clustered_stderr
 from recipes.umm import THINK, PlanVocab, _grid, refine_images, to_images, tokenize
 from shapesworld.oracle import evaluate
 from shapesworld.prompts import CATEGORIES, prompts
@@ -31,6 +32,18 @@ from trainer.config import ReasonConfig, ReflectConfig
 from trainer.reasoning import sample_plans
 from trainer.reward import RewardFetcher
 from trainer.rollout import sample_images
+
+
+def plan_resolution_accuracy(plans: list[str], specs: list) -> float:
+    """Share of plans that state the prompt's explicit resolution word for word (``<think>a photo of three red
+    circles</think>`` for "as many red circles as a triangle has corners"): did the text side infer what the
+    user meant, whatever the image then shows. For prompts without a resolution the prompt itself counts."""
+    if len(plans) != len(specs) or not plans:
+        raise ValueError(f"{len(plans)} plans for {len(specs)} prompts")
+    def inner(t: str) -> str:
+        return " ".join(t.replace(THINK[0], " ").replace(THINK[1], " ").split())
+    hits = [inner(t) == " ".join(s.resolved.split()) for t, s in zip(plans, specs)]
+    return round(sum(hits) / len(hits), 4)
 
 
 class ShapesTask(PlanVocab):
@@ -81,6 +94,7 @@ class ShapesTask(PlanVocab):
         out, verdicts = self._judge(torch.cat(first), step, "")
         if plans:
             out["format_rate"] = round(sum(f for _, f in plans) / len(plans), 4)
+            out["plan_resolution_accuracy"] = plan_resolution_accuracy([t for t, _ in plans], self.eval_specs)
             self._write_texts(step, "plans", [t for t, _ in plans], verdicts)
         if self.reflect is not None:  # one refinement pass over the same images: what it adds
             refined, edits = [], []
@@ -114,7 +128,9 @@ class ShapesTask(PlanVocab):
             "prompt\tcategory\tcorrect\treward\tatom_accuracy\n" + "\n".join(lines) + "\n")
         out = {
             "oracle_accuracy": round(acc, 4),
-            "oracle_accuracy_stderr": round(math.sqrt(acc * (1 - acc) / len(verdicts)), 4),
+            # clustered by prompt: with eval.repeats the images of one prompt are not independent draws
+            "oracle_accuracy_stderr": round(clustered_stderr([float(v) for v in verdicts],
+                                                             [s.text for s in self.eval_specs]), 4),
             "oracle_atom_accuracy": round(sum(atoms) / len(atoms), 4),
             "verifier_reward": round(sum(valid) / len(valid), 4) if valid else None,
             "n_prompts": self.n_eval_prompts,

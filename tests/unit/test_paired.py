@@ -53,3 +53,46 @@ def test_compare_evals_command(tmp_path):
     assert out.exit_code == 0 and '"change": 1.0' in out.output.splitlines()[-1]
     missing = CliRunner().invoke(app, ["compare-evals", str(tmp_path / "a.tsv"), str(tmp_path / "none.tsv")])
     assert missing.exit_code == 2
+
+
+def test_clustered_stderr_by_hand():
+    from recipes.paired import clustered_stderr
+
+    # one value per cluster: the plain standard error, var ddof 1 = 0.7 (as above)
+    d = [1, 0, 0, -1, 1]
+    assert clustered_stderr(d) == pytest.approx(math.sqrt(0.7 / 5))
+    assert clustered_stderr(d, ["a", "b", "c", "d", "e"]) == pytest.approx(math.sqrt(0.7 / 5))
+    # two images per prompt: cluster means [1, 0, 0.5] (mean 0.5); var ddof 1 = (0.25 + 0.25 + 0) / 2 = 0.25;
+    # the standard error of the cluster means is sqrt(0.25 / 3); treating the 6 images as independent would
+    # give sqrt(0.3 / 6) (var ddof 1 of [1, 1, 0, 0, 1, 0] = 1.5 / 5), a smaller and wrong figure
+    v, g = [1, 1, 0, 0, 1, 0], ["p", "p", "q", "q", "r", "r"]
+    assert clustered_stderr(v, g) == pytest.approx(math.sqrt(0.25 / 3))
+    assert clustered_stderr([1.0, 0.0], ["p", "p"]) == 0.0  # one cluster: no spread to measure
+    with pytest.raises(ValueError):
+        clustered_stderr([1.0], ["p", "q"])
+
+
+def test_compare_clusters_repeated_prompts(tmp_path):
+    head = "prompt\tcategory\tcorrect\treward\n"
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    prompts = ["p", "q", "r"] * 2  # two repeats of three prompts, in evaluation order
+    a.write_text(head + "".join(f"{p}\timplicit\t0\t0.5\n" for p in prompts))
+    b.write_text(head + "".join(f"{p}\timplicit\t{c}\t0.5\n" for p, c in zip(prompts, [1, 0, 1, 1, 0, 0])))
+    out = compare(a, b)  # d per prompt: p [1, 1], q [0, 0], r [1, 0]: as in the test above
+    assert out["change"] == pytest.approx(0.5) and out["change_stderr"] == pytest.approx(math.sqrt(0.25 / 3), abs=1e-4)
+    assert out["n_clusters"] == 3 and out["n"] == 6
+
+
+def test_plan_resolution_accuracy():
+    from recipes.grpo import plan_resolution_accuracy
+    from shapesworld.prompts import PromptSpec, Requirement
+
+    r = (Requirement("circle", "red", 3, True),)
+    implicit = PromptSpec("a photo of as many red circles as a triangle has corners", "implicit", r,
+                          "a photo of three red circles", "number")
+    explicit = PromptSpec("a photo of a red circle", "single_object", (Requirement("circle", "red"),))
+    plans = ["<think>a photo of three red circles </think>", "<think>a photo of four red circles</think>",
+             "<think> a photo of a red circle </think>", "a photo of a red circle"]
+    assert plan_resolution_accuracy(plans, [implicit, implicit, explicit, explicit]) == 0.75
+    with pytest.raises(ValueError):
+        plan_resolution_accuracy(plans, [implicit])
