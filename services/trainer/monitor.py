@@ -147,7 +147,8 @@ def plot_curves(records: list[dict], path: str | Path, title: str = "GRPO") -> P
     steps = [r["step"] for r in records]
     fig, ax = plt.subplots(2, 2, figsize=(10, 7))
     ax[0, 0].plot(steps, [r.get("reward_mean") for r in records], lw=0.8, label="train reward (mean)")
-    ax[0, 0].set_title("DVReward of rollouts")
+    planned = any(r.get("format_rate") is not None for r in records)  # reasoning rounds add the format reward
+    ax[0, 0].set_title("training reward (DVReward + format reward)" if planned else "training reward (DVReward)")
     ax[0, 1].plot(steps, [r.get("loss") for r in records], lw=0.8, color="tab:red")
     ax[0, 1].set_title("policy loss")
     ax[1, 0].plot(steps, [r.get("clip_fraction") for r in records], lw=0.8, color="tab:purple", label="clip fraction")
@@ -162,6 +163,9 @@ def plot_curves(records: list[dict], path: str | Path, title: str = "GRPO") -> P
         err = [e.get("oracle_accuracy_stderr", 0) for _, e in ev]
         ax[1, 1].errorbar(xs, acc, yerr=err, marker="o", label="oracle accuracy (held-out)")
         ax[1, 1].plot(xs, [e.get("verifier_reward") for _, e in ev], marker="s", label="verifier reward (held-out)")
+        if any(e.get("oracle_atom_accuracy") is not None for _, e in ev):  # partial credit
+            ax[1, 1].plot(xs, [e.get("oracle_atom_accuracy") for _, e in ev], marker="x", ls="--",
+                          label="oracle atom accuracy (held-out)")  # fmt: skip
         if any(e.get("refined_oracle_accuracy") is not None for _, e in ev):
             ax[1, 1].plot(xs, [e.get("refined_oracle_accuracy") for _, e in ev], marker="^",
                           label="oracle accuracy after one refinement")  # fmt: skip

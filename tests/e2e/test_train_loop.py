@@ -292,7 +292,7 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
                           eval_categories=["implicit"], reason=reason)  # fmt: skip
     out = thinking.evaluate(model, step=4)
     assert out["n_prompts"] == 4 and set(k for k in out if k.startswith("acc_")) == {"acc_implicit"}
-    assert 0 <= out["format_rate"] <= 1
+    assert 0 <= out["format_rate"] <= 1 and 0 <= out["plan_resolution_accuracy"] <= 1
     rows = (tmp_path / "eval-000004-plans.tsv").read_text().splitlines()
     assert len(rows) == 4 and all(r.split("\t")[1].startswith("<think>") for r in rows)
     assert thinking.evaluate(model, step=4) == out  # seeded: the same plans and images
