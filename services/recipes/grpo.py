@@ -37,12 +37,18 @@ from trainer.rollout import sample_images
 def plan_resolution_accuracy(plans: list[str], specs: list) -> float:
     """Share of plans that state the prompt's explicit resolution word for word (``<think>a photo of three red
     circles</think>`` for "as many red circles as a triangle has corners"): did the text side infer what the
-    user meant, whatever the image then shows. For prompts without a resolution the prompt itself counts."""
+    user meant, whatever the image then shows. For prompts without a resolution the prompt itself counts; a plan
+    without both tags (cut off, malformed) never counts."""
     if len(plans) != len(specs) or not plans:
         raise ValueError(f"{len(plans)} plans for {len(specs)} prompts")
-    def inner(t: str) -> str:
-        return " ".join(t.replace(THINK[0], " ").replace(THINK[1], " ").split())
-    hits = [inner(t) == " ".join(s.resolved.split()) for t, s in zip(plans, specs)]
+
+    def stated(t: str, want: str) -> bool:
+        t = t.strip()
+        if not (t.startswith(THINK[0]) and t.endswith(THINK[1])):
+            return False
+        return " ".join(t[len(THINK[0]) : -len(THINK[1])].split()) == " ".join(want.split())
+
+    hits = [stated(t, s.resolved) for t, s in zip(plans, specs)]
     return round(sum(hits) / len(hits), 4)
 
 

@@ -93,6 +93,7 @@ def test_plan_resolution_accuracy():
     explicit = PromptSpec("a photo of a red circle", "single_object", (Requirement("circle", "red"),))
     plans = ["<think>a photo of three red circles </think>", "<think>a photo of four red circles</think>",
              "<think> a photo of a red circle </think>", "a photo of a red circle"]
-    assert plan_resolution_accuracy(plans, [implicit, implicit, explicit, explicit]) == 0.75
+    # right, wrong count, right (spacing ignored), right words but no tags (not a plan): 2 of 4
+    assert plan_resolution_accuracy(plans, [implicit, implicit, explicit, explicit]) == 0.5
     with pytest.raises(ValueError):
         plan_resolution_accuracy(plans, [implicit])
