@@ -86,12 +86,15 @@ class ShapesTask(PlanVocab):
     @torch.no_grad()
     def evaluate(self, policy, step: int) -> dict:
         g = torch.Generator().manual_seed(self.eval_seed)
+        # plans draw from their own stream, so a reasoning run's images get the same noise, row for row, as the
+        # evaluation of the same prompts without reasoning: reason-vs-baseline compares pair by image, not by prompt only
+        g_text = torch.Generator().manual_seed(self.eval_seed + 1)
         first, plans = [], []
         for i in range(0, len(self.eval_specs), 32):
             texts = [s.text for s in self.eval_specs[i : i + 32]]
             if self.reason is not None:
                 p = sample_plans(policy, self, texts, max_tokens=self.reason.max_plan_tokens,
-                                 temperature=self.reason.eval_temperature, generator=g)  # fmt: skip
+                                 temperature=self.reason.eval_temperature, generator=g_text)  # fmt: skip
                 ctx, plans = policy.encode(p.ids, p.mask), plans + [(p.texts[j], float(p.format[j])) for j in range(len(texts))]
             else:
                 ctx = policy.encode(*self.tokenize(texts))

@@ -174,6 +174,22 @@ def test_reasoning_run_trains_plans_and_images(verifier_url, tmp_path):
         assert torch.equal(a, b), k
 
 
+class PromptBlind:
+    """A behavioural fake policy: the wrapped model with every context replaced by the one of a fixed prompt,
+    so its images depend on the noise alone."""
+
+    def __init__(self, inner, task):
+        self.inner = inner
+        self.ids, self.mask = task.tokenize(["a red circle"])
+
+    def encode(self, input_ids, attention_mask, image=None):
+        b = input_ids.shape[0]
+        return self.inner.encode(self.ids.expand(b, -1), self.mask.expand(b, -1))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 def refine_policy(task):
     torch.manual_seed(0)
     return TinyUMM(TinyUMMConfig(vocab_size=len(task.tok) + (-len(task.tok)) % 32, pad_token_id=task.tok.pad_token_id,
@@ -296,6 +312,16 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     rows = (tmp_path / "eval-000004-plans.tsv").read_text().splitlines()
     assert len(rows) == 4 and all(r.split("\t")[1].startswith("<think>") for r in rows)
     assert thinking.evaluate(model, step=4) == out  # seeded: the same plans and images
+    # planning does not shift the image noise: a policy that ignores its prompt (and so its plan) draws the very
+    # same images with and without planning, so reason-vs-baseline evaluations pair image by image
+    deaf = PromptBlind(model, task)
+    plain = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path / "plain", eval_prompts=4, n_steps=2,
+                       eval_categories=["implicit"])  # fmt: skip
+    thinking.run = tmp_path / "thinking"
+    plain.evaluate(deaf, step=0)
+    thinking.evaluate(deaf, step=0)
+    assert (tmp_path / "plain/eval-000000-verdicts.tsv").read_text() == (tmp_path / "thinking/eval-000000-verdicts.tsv").read_text()
+    assert (tmp_path / "plain/eval-000000.png").read_bytes() == (tmp_path / "thinking/eval-000000.png").read_bytes()
     # refinement: the evaluation also refines its images once and reports both, with the edits written down
     refiner = refine_policy(task).eval()
     reflecting = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_prompts=4, n_steps=2,
