@@ -177,12 +177,17 @@ def shapes_oracle_selftest(
     _emit(figures, json_out)
 
 
+# A training run never writes into models/ unless asked: the export replaces its folder whole, and the shipped
+# folders hold hand-written model cards.
+OUT_HELP = "where the finished model folder goes (replaced whole; default: RUN_DIR/model)"
+
+
 @shapes_app.command("train-verifier")
 def shapes_train_verifier(
     minutes: Annotated[float, typer.Option(help="training wall-time budget, evaluation excluded")] = 60.0,
     seed: Annotated[int, typer.Option(help="seeds init, data and order")] = 0,
     run_dir: Annotated[str, typer.Option(help="checkpoints and log.jsonl")] = "runs/shapes-verifier",
-    out: Annotated[str, typer.Option(help="where the finished model folder goes")] = "models/shapes-verifier",
+    out: Annotated[str | None, typer.Option(help=OUT_HELP)] = None,
     resume: Annotated[bool, typer.Option(help="continue from run_dir/checkpoint")] = False,
     batch: int = 64,
     lr: float = 1.5e-3,
@@ -193,7 +198,7 @@ def shapes_train_verifier(
     from shapesworld.verifier_recipe import RecipeConfig, train
 
     cfg = RecipeConfig(seed=seed, minutes=minutes, batch=batch, lr=lr)
-    result = train(cfg, Path(run_dir), Path(out), resume=resume)
+    result = train(cfg, Path(run_dir), Path(out or Path(run_dir) / "model"), resume=resume)
     typer.echo(json.dumps(result))
 
 
@@ -202,7 +207,7 @@ def shapes_train_umm(
     minutes: Annotated[float, typer.Option(help="training wall-time budget, evaluation excluded")] = 120.0,
     seed: int = 0,
     run_dir: Annotated[str, typer.Option(help="checkpoints, log.jsonl and sample grids")] = "runs/shapes-umm",
-    out: Annotated[str, typer.Option(help="where the finished model folder goes")] = "models/shapes-umm",
+    out: Annotated[str | None, typer.Option(help=OUT_HELP)] = None,
     resume: Annotated[bool, typer.Option(help="continue from run_dir/checkpoint")] = False,
     batch: int = 32,
     lr: float = 5e-4,
@@ -225,7 +230,7 @@ def shapes_train_umm(
                        refine_lm_weight=refine_lm_weight)  # fmt: skip
     if refine_batch and not image_patch:
         raise typer.BadParameter("refinement needs the LM to see the image: give --image-patch (e.g. 8)")
-    result = train_umm(recipe, Path(run_dir), Path(out), resume=resume)
+    result = train_umm(recipe, Path(run_dir), Path(out or Path(run_dir) / "model"), resume=resume)
     typer.echo(json.dumps(result))
 
 

@@ -84,3 +84,17 @@ def test_one_step_changes_parameters_and_losses_are_finite():
     assert any("visual" in k for k in changed) and any("language_model" in k for k in changed)
     targets = aux_targets(batch)
     assert targets.shape == (8 * 16, 24) and targets.sum() == sum(len(e.scene.objects) for e in batch)
+
+
+def test_cli_training_writes_into_its_run_dir_not_the_shipped_folder(tmp_path, monkeypatch):
+    """The export replaces its folder whole: by default it must land in the run dir, never in models/ (the
+    shipped verifier's folder holds a hand-written model card)."""
+    from typer.testing import CliRunner
+
+    from alphagrpo.cli import app
+
+    monkeypatch.chdir(tmp_path)  # a wrong default would write tmp_path/models/..., not the repository's
+    res = CliRunner().invoke(app, ["shapes", "train-verifier", "--minutes", "0.005", "--run-dir", "run"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "run" / "model" / "verifier_card.json").read_text())["steps"] >= 1
+    assert not (tmp_path / "models").exists()
