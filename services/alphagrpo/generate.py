@@ -25,6 +25,7 @@ def generate(prompt: str, model_path: Path, verifier_url: str, out: Path, *, ref
     from recipes.umm import PlanVocab, refine_images, to_images, tokenize
     from trainer.policies.tiny_umm import TinyUMM
     from trainer.reasoning import sample_plans
+    from trainer.reflection import keep_refinement
     from trainer.reward import RewardFetcher
     from trainer.rollout import sample_images
 
@@ -65,7 +66,7 @@ def generate(prompt: str, model_path: Path, verifier_url: str, out: Path, *, ref
             new, edits = refine_images(policy, tok, [prompt], x, max_tokens=max_tokens, temperature=temperature,
                                        n_steps=n_steps, cfg_scale=cfg_scale, generator=g)  # fmt: skip
             r_new = score(new)
-            better = not math.isnan(r_new) and r_new > reward + margin  # a failed reward never counts as better
+            better = keep_refinement(reward, r_new, margin)  # a failed reward never counts as better
             to_images(new)[0].save(out / f"round-{k}.png")
             rounds.append({"round": k, "reward": r_new, "text": edits[0], "accepted": better,
                            "image": str(out / f"round-{k}.png")})  # fmt: skip

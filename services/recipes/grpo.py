@@ -11,7 +11,9 @@ the eval temperature), logs the share of well-formed plans and writes the plans 
 categories are configurable: the reasoning runs train and evaluate on implicit prompts, whose held-out
 accuracy the oracle judges against their explicit resolution. With ``reflect`` the evaluation also runs one
 refinement pass over its images (the model reads each image, writes an edit, redraws) and logs the refined
-images' oracle accuracy and verifier reward beside the first ones, with the edits written down. Every
+images' oracle accuracy and verifier reward beside the first ones, with the edits written down, and the
+inference-time rule's figures (``reflect1_*``: each refined image kept only where its DVReward beats the first
+image's, as ``alphagrpo generate --reflect 1`` does; ``reflect1_kept`` is how often). Every
 evaluation also writes each image's verdict and reward (``eval-<step>-verdicts.tsv``): evaluations share
 prompts and noise, so two of them can be compared pairwise (``alphagrpo compare-evals``).
 """
@@ -30,6 +32,7 @@ from shapesworld.oracle import evaluate
 from shapesworld.prompts import CATEGORIES, prompts
 from trainer.config import ReasonConfig, ReflectConfig
 from trainer.reasoning import sample_plans
+from trainer.reflection import keep_refinement
 from trainer.reward import RewardFetcher
 from trainer.rollout import sample_images
 
@@ -100,7 +103,7 @@ class ShapesTask(PlanVocab):
                 ctx = policy.encode(*self.tokenize(texts))
             first.append(sample_images(policy, ctx, n_steps=self.n_steps, shift=self.shift, cfg_scale=self.cfg_scale,
                                        generator=g).images)  # fmt: skip
-        out, verdicts = self._judge(torch.cat(first), step, "")
+        out, verdicts, r0 = self._judge(torch.cat(first), step, "")
         if plans:
             out["format_rate"] = round(sum(f for _, f in plans) / len(plans), 4)
             out["plan_resolution_accuracy"] = plan_resolution_accuracy([t for t, _ in plans], self.eval_specs)
@@ -114,18 +117,28 @@ class ShapesTask(PlanVocab):
                                        cfg_scale=self.cfg_scale, generator=g)  # fmt: skip
                 refined.append(new)
                 edits += e
-            after, verdicts = self._judge(torch.cat(refined), step, "-refined")
+            x0, x1 = torch.cat(first), torch.cat(refined)
+            after, verdicts, r1 = self._judge(x1, step, "-refined")
             out |= {f"refined_{k}": v for k, v in after.items() if k in ("oracle_accuracy", "verifier_reward")}
             self._write_texts(step, "edits", edits, verdicts)
+            # `generate --reflect 1`: the refined image is kept only where DVReward says it is better
+            keep = [keep_refinement(a, b, self.reflect.margin) for a, b in zip(r0, r1)]
+            kept = torch.where(torch.tensor(keep).view(-1, 1, 1, 1), x1, x0)
+            gated, _, _ = self._judge(kept, step, "-reflect1", [b if k else a for a, b, k in zip(r0, r1, keep)])
+            out |= {f"reflect1_{k}": v for k, v in gated.items() if k in ("oracle_accuracy", "oracle_atom_accuracy")}
+            out["reflect1_kept"] = round(sum(keep) / len(keep), 4)
         return out
 
-    def _judge(self, x: torch.Tensor, step: int, suffix: str) -> tuple[dict, list[bool]]:
-        """Oracle accuracy (overall and per category) and verifier reward of one image per eval row; a grid."""
+    def _judge(self, x: torch.Tensor, step: int, suffix: str,
+               rewards: list[float] | None = None) -> tuple[dict, list[bool], list[float]]:  # fmt: skip
+        """Oracle accuracy (overall and per category) and verifier reward of one image per eval row (fetched
+        unless given); a grid and the per-image verdicts."""
         images = to_images(x)
         judged = [evaluate(im, s) for im, s in zip(images, self.eval_specs)]
         verdicts = [j.correct for j in judged]
         atoms = [j.atom_accuracy for j in judged]  # partial credit: the share of the prompt's gold atoms that hold
-        rewards = self.fetcher.wait(self.fetcher.submit([s.text for s in self.eval_specs], images)).values
+        if rewards is None:
+            rewards = self.fetcher.wait(self.fetcher.submit([s.text for s in self.eval_specs], images)).values
         valid = [r for r in rewards if not math.isnan(r)]
         acc = sum(verdicts) / len(verdicts)
         self.run.mkdir(parents=True, exist_ok=True)
@@ -149,7 +162,7 @@ class ShapesTask(PlanVocab):
         per: dict[str, list[bool]] = {}
         for v, s in zip(verdicts, self.eval_specs):
             per.setdefault(s.category, []).append(v)
-        return out | {f"acc_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per.items())}, verdicts
+        return out | {f"acc_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per.items())}, verdicts, rewards
 
     def _write_texts(self, step: int, name: str, texts: list[str], verdicts: list[bool]) -> None:
         lines = [f"{s.text}\t{t}\t{'ok' if v else 'wrong'}" for s, t, v in zip(self.eval_specs, texts, verdicts)]

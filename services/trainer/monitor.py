@@ -169,6 +169,9 @@ def plot_curves(records: list[dict], path: str | Path, title: str = "GRPO") -> P
         if any(e.get("refined_oracle_accuracy") is not None for _, e in ev):
             ax[1, 1].plot(xs, [e.get("refined_oracle_accuracy") for _, e in ev], marker="^",
                           label="oracle accuracy after one refinement")  # fmt: skip
+        if any(e.get("reflect1_oracle_accuracy") is not None for _, e in ev):
+            ax[1, 1].plot(xs, [e.get("reflect1_oracle_accuracy") for _, e in ev], marker="v", ls=":",
+                          label="... kept only where DVReward rose (generate --reflect 1)")  # fmt: skip
         ax[1, 1].legend()
     ax[1, 1].set_title("held-out: oracle vs verifier")
     for a in ax.flat:

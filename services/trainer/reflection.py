@@ -7,6 +7,10 @@
   failures always share the lowest reward of their group, (c) a group where every refinement fails has zero
   variance and carries no signal, and (d) a round where nothing improves is reported so it can be skipped.
   Net effect: R' = max(R, R_init), as the reference's ``clamp_no_improve_reward``; NaN stays NaN (excluded).
+* ``keep_refinement``: the inference-time rule (``alphagrpo generate --reflect K`` and the evaluation's
+  ``reflect1_*`` figures): a refined image replaces the current one only if its DVReward beats the current
+  one's by more than ``margin``; a NaN on either side keeps the current image. DVReward decides, never the
+  oracle (the reference's evaluation keeps a refinement by the benchmark's own verdict: we do not).
 * ``think_format_reward``: 1 for a well-formed plan (one non-empty ``<think> ... </think>`` block before
   anything else), else 0. The reference adds a weighted format reward to the plan's trajectory reward; we
   add it to every sample of a mixed run the same way (its mixed mode added it to R_init only: we do not).
@@ -64,6 +68,14 @@ def rectify(refined: torch.Tensor, groups: torch.Tensor, r_init: torch.Tensor,
     stats = RectifyStats(int(improved.sum()), int((valid & ~improved).sum()), int((~valid).sum()), n_groups_without,
                          bool(improved.any()))  # fmt: skip
     return out, improved, stats
+
+
+def keep_refinement(current: float, refined: float, margin: float = 0.0) -> bool:
+    """Whether a refined image replaces the current one: its DVReward must beat the current image's by more than
+    ``margin``. A failed reward (NaN) on either side never counts as an improvement."""
+    if math.isnan(current) or math.isnan(refined):
+        return False
+    return refined > current + margin
 
 
 _THINK = re.compile(r"^\s*<think>(?P<plan>.*?)</think>", re.S)

@@ -330,6 +330,12 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     assert 0 <= out["refined_oracle_accuracy"] <= 1 and 0 < out["refined_verifier_reward"] < 1
     assert (tmp_path / "eval-000005-refined.png").exists()
     assert len((tmp_path / "eval-000005-edits.tsv").read_text().splitlines()) == 4
+    # the inference-time rule: each row keeps its refined image only where DVReward rose (generate --reflect 1)
+    rows = lambda name: [r.split("\t") for r in (tmp_path / f"eval-000005{name}-verdicts.tsv").read_text().splitlines()[1:]]  # noqa: E731
+    kept = [b if float(b[3]) > float(a[3]) else a for a, b in zip(rows(""), rows("-refined"))]
+    assert rows("-reflect1") == kept
+    assert out["reflect1_oracle_accuracy"] == round(sum(int(r[2]) for r in kept) / 4, 4)
+    assert out["reflect1_kept"] == round(sum(float(b[3]) > float(a[3]) for a, b in zip(rows(""), rows("-refined"))) / 4, 4)
     with pytest.raises(ValueError, match="unknown prompt categories"):
         ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_categories=["implicitt"])
     cfg = TrainConfig.from_yaml("configs/shapes-t2i.yaml")

@@ -57,3 +57,12 @@ def test_think_format_reward():
     assert think_format_reward("<think>unclosed") == 0.0
     assert think_format_reward("<think>a</think><think>b</think>") == 0.0  # two plans
     assert think_format_reward("<think>a <think> b</think>") == 0.0  # nested
+
+
+def test_keep_refinement_only_when_dvreward_improves():
+    from trainer.reflection import keep_refinement
+
+    assert keep_refinement(0.5, 0.6) and not keep_refinement(0.5, 0.5)  # a tie keeps the current image
+    assert not keep_refinement(0.5, 0.4)
+    assert not keep_refinement(0.5, 0.55, margin=0.1) and keep_refinement(0.5, 0.65, margin=0.1)
+    assert not keep_refinement(0.5, math.nan) and not keep_refinement(math.nan, 0.9)  # a failed reward never wins
