@@ -345,6 +345,10 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     # the ablation differs from the main config in the reward and the run folder only: the same budget
     same = lambda c: {**c.to_dict(), "reward": {**c.to_dict()["reward"], "mode": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
     assert same(cfg) == same(ablation)
+    semantic = TrainConfig.from_yaml("configs/shapes-t2i-semantic.yaml")  # trained on the semantic mean alone
+    assert semantic.reward.signal == "semantic" and cfg.reward.signal == "reward"
+    only_signal = lambda c: {**c.to_dict(), "reward": {**c.to_dict()["reward"], "signal": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
+    assert only_signal(cfg) == only_signal(semantic) and semantic.run.run_dir not in (cfg.run.run_dir, ablation.run.run_dir)
     # reasoning and its baseline: the same prompts, budget and evaluation; only planning differs
     reason, base = TrainConfig.from_yaml("configs/shapes-reason.yaml"), TrainConfig.from_yaml("configs/shapes-reason-baseline.yaml")
     assert reason.reason.enabled and not base.reason.enabled and reason.task.eval_categories == ["implicit"]
