@@ -171,8 +171,9 @@ def plot_curves(records: list[dict], path: str | Path, title: str = "GRPO") -> P
                           label="oracle accuracy after one refinement")  # fmt: skip
         if any(e.get("reflect1_oracle_accuracy") is not None for _, e in ev):
             ax[1, 1].plot(xs, [e.get("reflect1_oracle_accuracy") for _, e in ev], marker="v", ls=":",
-                          label="... kept only where DVReward rose (generate --reflect 1)")  # fmt: skip
-        ax[1, 1].legend()
+                          label="reflect 1: refined only where DVReward rose")  # fmt: skip
+        ax[1, 1].set_ylim(0, 1.6)  # every curve lies in [0, 1]: the legend gets the band above them
+        ax[1, 1].legend(loc="upper left", fontsize=7)
     ax[1, 1].set_title("held-out: oracle vs verifier")
     for a in ax.flat:
         a.set_xlabel("step")
