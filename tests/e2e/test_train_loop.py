@@ -342,20 +342,24 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     assert cfg.rollout.group_size == 8 and cfg.model_path == "models/shapes-umm" and cfg.eval.prompts >= 500
     ablation = TrainConfig.from_yaml("configs/shapes-t2i-holistic.yaml")
     assert ablation.reward.mode == "holistic" and ablation.run.run_dir != cfg.run.run_dir
-    # the ablation differs from the main config in the reward and the run folder only: the same budget
-    same = lambda c: {**c.to_dict(), "reward": {**c.to_dict()["reward"], "mode": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
-    assert same(cfg) == same(ablation)
+    # each ablation differs from its main config in one field and the run folder only: the same budget
+    assert _blank(cfg, "reward", "mode") == _blank(ablation, "reward", "mode")
     semantic = TrainConfig.from_yaml("configs/shapes-t2i-semantic.yaml")  # trained on the semantic mean alone
     assert semantic.reward.signal == "semantic" and cfg.reward.signal == "reward"
-    only_signal = lambda c: {**c.to_dict(), "reward": {**c.to_dict()["reward"], "signal": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
-    assert only_signal(cfg) == only_signal(semantic) and semantic.run.run_dir not in (cfg.run.run_dir, ablation.run.run_dir)
+    assert _blank(cfg, "reward", "signal") == _blank(semantic, "reward", "signal")
+    assert semantic.run.run_dir not in (cfg.run.run_dir, ablation.run.run_dir)
     # reasoning and its baseline: the same prompts, budget and evaluation; only planning differs
     reason, base = TrainConfig.from_yaml("configs/shapes-reason.yaml"), TrainConfig.from_yaml("configs/shapes-reason-baseline.yaml")
     assert reason.reason.enabled and not base.reason.enabled and reason.task.eval_categories == ["implicit"]
-    plain = lambda c: {**c.to_dict(), "reason": {**c.to_dict()["reason"], "enabled": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
-    assert plain(reason) == plain(base) and reason.run.run_dir != base.run.run_dir
+    assert _blank(reason, "reason", "enabled") == _blank(base, "reason", "enabled") and reason.run.run_dir != base.run.run_dir
     # refinement and its ablation: the same budget; only rectification differs
     reflect, norect = TrainConfig.from_yaml("configs/shapes-reflect.yaml"), TrainConfig.from_yaml("configs/shapes-reflect-norectify.yaml")
     assert reflect.reflect.enabled and reflect.reflect.rectify and not norect.reflect.rectify
-    unrect = lambda c: {**c.to_dict(), "reflect": {**c.to_dict()["reflect"], "rectify": None}, "run": {**c.to_dict()["run"], "run_dir": None}}  # noqa: E731
-    assert unrect(reflect) == unrect(norect) and reflect.run.run_dir != norect.run.run_dir
+    assert _blank(reflect, "reflect", "rectify") == _blank(norect, "reflect", "rectify")
+    assert reflect.run.run_dir != norect.run.run_dir
+
+
+def _blank(cfg: TrainConfig, section: str, field: str) -> dict:
+    """The config as a dict with ``section.field`` and the run folder blanked: what an ablation must share."""
+    d = cfg.to_dict()
+    return {**d, section: {**d[section], field: None}, "run": {**d["run"], "run_dir": None}}
