@@ -137,16 +137,19 @@ def bench_reward_signal(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
     model: Annotated[str, typer.Option(help="UMM folder whose rollouts are scored")] = "models/shapes-umm",
     verifier_model: Annotated[str | None, typer.Option(help="verifier model folder (default: the embedded one)")] = None,
-    prompts_n: Annotated[int, typer.Option("--prompts", help="training prompts, one group each")] = 32,
+    prompts_n: Annotated[int, typer.Option("--prompts", help="prompts of --split, one group each")] = 32,
     group: Annotated[int, typer.Option(help="images per prompt (G)")] = 8,
     cfg_scale: float = 5.0,
     n_steps: int = 10,
+    split: Annotated[str, typer.Option(help="train (what GRPO samples) or val (prompts a verifier fine-tune never saw)")] = "train",
 ) -> None:
     """Within-group agreement of DVReward variants with the oracle on a UMM's own rollouts: GRPO's signal."""
     from benchmarks.reward_signal import run
 
+    if split not in ("train", "val"):
+        raise typer.BadParameter("--split must be train or val (held-out prompts are for evaluation only)")
     _emit(run(model, verifier_model, n_prompts=prompts_n, group=group, n_steps=n_steps, cfg_scale=cfg_scale,
-              progress=not json_out), json_out)  # fmt: skip
+              split=split, progress=not json_out), json_out)  # fmt: skip
 
 
 @bench_app.command("load")
@@ -191,15 +194,43 @@ def shapes_train_verifier(
     resume: Annotated[bool, typer.Option(help="continue from run_dir/checkpoint")] = False,
     batch: int = 64,
     lr: float = 1.5e-3,
+    init: Annotated[str | None, typer.Option(help="fine-tune this verifier folder (default: from scratch)")] = None,
+    onpolicy: Annotated[str | None, typer.Option(help="a label-rollouts folder whose train rollouts join each batch")] = None,
+    onpolicy_fraction: Annotated[float, typer.Option(help="share of each batch's answer rows from --onpolicy")] = 0.5,
 ) -> None:
-    """Train the ShapesWorld verifier (a Qwen2-VL from scratch) on CPU; seeded, resumable, with a progress bar."""
+    """Train the ShapesWorld verifier (a Qwen2-VL from scratch, or fine-tune one with --init) on CPU; seeded,
+    resumable, with a progress bar."""
     from pathlib import Path
 
     from shapesworld.verifier_recipe import RecipeConfig, train
 
-    cfg = RecipeConfig(seed=seed, minutes=minutes, batch=batch, lr=lr)
+    if not 0.0 <= onpolicy_fraction < 1.0:
+        raise typer.BadParameter("--onpolicy-fraction must be in [0, 1): the synthetic share keeps quality trained")
+    cfg = RecipeConfig(seed=seed, minutes=minutes, batch=batch, lr=lr, init=init, onpolicy=onpolicy,
+                       onpolicy_fraction=onpolicy_fraction)  # fmt: skip
     result = train(cfg, Path(run_dir), Path(out or Path(run_dir) / "model"), resume=resume)
     typer.echo(json.dumps(result))
+
+
+@shapes_app.command("label-rollouts")
+def shapes_label_rollouts(
+    model: Annotated[str, typer.Option(help="the UMM folder whose rollouts to label")] = "models/shapes-umm",
+    out: Annotated[str, typer.Option(help="folder for images/, labels.jsonl and summary.json")] = "runs/onpolicy",
+    train_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit training prompt")] = 3,
+    val_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit val prompt (validation only)")] = 4,
+    seed: int = 0,
+    cfg_scale: Annotated[float, typer.Option(help="guidance, as the GRPO config's rollout uses")] = 5.0,
+    max_prompts: Annotated[int | None, typer.Option(help="a seeded sample of this many prompts per split")] = None,
+) -> None:
+    """Sample a UMM's rollouts as GRPO does, ask DVReward's questions and label them with the oracle: on-policy
+    data for train-verifier --onpolicy (held-out prompts are never sampled). Prints the summary as JSON."""
+    from pathlib import Path
+
+    from shapesworld.onpolicy import label_rollouts
+
+    summary = label_rollouts(model, Path(out), {"train": train_per_prompt, "val": val_per_prompt}, seed=seed,
+                             cfg_scale=cfg_scale, max_prompts=max_prompts)  # fmt: skip
+    typer.echo(json.dumps(summary))
 
 
 @shapes_app.command("train-umm")

@@ -1,6 +1,7 @@
 """``alphagrpo bench reward-signal``: is there a GRPO signal before spending a training run on it?
 
-GRPO learns only from differences *within* a prompt's group. This samples G images per training prompt
+GRPO learns only from differences *within* a prompt's group. This samples G images per prompt of a split
+(``train``, what GRPO samples, by default; ``val`` for prompts an on-policy verifier fine-tune never saw)
 from a UMM exactly as a rollout does (same sampler, SDE window, guidance), scores them through the real
 services (decomposer + verifier over HTTP), judges them with the oracle, and reports, per reward variant:
 
@@ -66,7 +67,7 @@ def variants(questions, scores: list[float]) -> dict[str, float]:
 
 
 def run(model: str = "models/shapes-umm", verifier_model: str | None = None, n_prompts: int = 32, group: int = 8,
-        n_steps: int = 10, cfg_scale: float = 5.0, seed: int = 7, progress: bool = True) -> dict:  # fmt: skip
+        n_steps: int = 10, cfg_scale: float = 5.0, seed: int = 7, split: str = "train", progress: bool = True) -> dict:  # fmt: skip
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
@@ -84,7 +85,9 @@ def run(model: str = "models/shapes-umm", verifier_model: str | None = None, n_p
     policy = TinyUMM.load(model).eval()
     tok = AutoTokenizer.from_pretrained(model)
     explicit = [c for c in CATEGORIES if c != "implicit"]
-    chosen = random.Random(seed).sample([p for p in prompts("train") if p.category in explicit], n_prompts)
+    pool = [p for p in prompts(split) if p.category in explicit]
+    chosen = random.Random(seed).sample(pool, min(n_prompts, len(pool)))
+    n_prompts = len(chosen)
     g = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     vpath = str(resolve_model_path(verifier_model))
@@ -115,7 +118,7 @@ def run(model: str = "models/shapes-umm", verifier_model: str | None = None, n_p
     for row in rows:
         by.setdefault(row["group"], []).append(row)
     mixed = [g_ for g_ in by.values() if 0 < sum(r["correct"] for r in g_) < len(g_)]
-    out: dict = {"model": model, "verifier": vpath, "prompts": n_prompts, "group": group, "images": len(rows),
+    out: dict = {"model": model, "verifier": vpath, "split": split, "prompts": n_prompts, "group": group, "images": len(rows),
                  "oracle_accuracy": round(sum(r["correct"] for r in rows) / len(rows), 4),
                  "mixed_group_fraction": round(len(mixed) / len(by), 4)}  # fmt: skip
     for v in VARIANTS:

@@ -80,6 +80,9 @@ class RecipeConfig:
     eval_every_s: float = 300.0
     eval_size: int = 1200  # fixed validation examples
     checkpoint_every_s: float = 300.0
+    init: str | None = None  # fine-tune this verifier folder instead of starting from scratch
+    onpolicy: str | None = None  # a label-rollouts folder: its train rollouts join every batch
+    onpolicy_fraction: float = 0.5  # share of each batch's answer rows drawn from it
 
 
 def vocabulary() -> list[str]:
@@ -291,10 +294,23 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
 
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    tok = build_tokenizer()
-    model = build_model(cfg, tok)
+    if cfg.init:  # fine-tuning: the folder's own tokenizer and weights; the aux head starts fresh
+        from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
+
+        tok = AutoTokenizer.from_pretrained(cfg.init)
+        model = Qwen2VLForConditionalGeneration.from_pretrained(cfg.init, dtype=torch.float32)
+        torch.manual_seed(cfg.seed)
+    else:
+        tok = build_tokenizer()
+        model = build_model(cfg, tok)
     encoder = Encoder(tok)
-    aux_head = nn.Linear(cfg.text_hidden, len(AUX_CLASSES))
+    pool = onpolicy_val = None
+    if cfg.onpolicy:
+        from shapesworld.onpolicy import OnPolicyPool
+
+        pool = OnPolicyPool(Path(cfg.onpolicy), "train")
+        onpolicy_val = OnPolicyPool(Path(cfg.onpolicy), "val").examples(limit=cfg.eval_size * 2, seed=cfg.seed)
+    aux_head = nn.Linear(model.config.text_config.hidden_size, len(AUX_CLASSES))
     model.add_module("aux_head", aux_head)  # saved with the checkpoint; dropped from the shipped folder
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
     rng = random.Random(cfg.seed)
@@ -307,27 +323,40 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
     model.model.visual.register_forward_hook(lambda m, i, o: captured.__setitem__("merged", o.pooler_output))
     val = validation_set(cfg)
     specs = prompts("train")
+
+    def run_eval() -> dict:
+        got = evaluate_model(model, encoder, val)
+        if onpolicy_val is not None:
+            got |= {f"onpolicy_{k}": v for k, v in evaluate_model(model, encoder, onpolicy_val).items()}
+        return {k: round(v, 4) for k, v in got.items()} | {"step": step}
+
     budget = cfg.minutes * 60
+    log = open(run / "log.jsonl", "a")
+    if cfg.init and step == 0:  # the starting point, so the log shows what fine-tuning changed
+        last_eval = run_eval()
+        log.write(json.dumps({"step": 0, "t": 0.0, "eval": last_eval}) + "\n")
     bar = tqdm(total=int(budget), initial=int(elapsed), unit="s", disable=not progress, desc="train-verifier")
     last_eval_t = last_ckpt_t = elapsed
     model.train()
-    log = open(run / "log.jsonl", "a")
     while elapsed < budget and step < cfg.max_steps:
         t0 = time.perf_counter()
         frac = elapsed / budget
         n_cap = int(cfg.batch * cfg.caption_fraction)
-        batch = [mixed_example(rng, specs, weights_at(frac, cfg)) for _ in range(cfg.batch - n_cap)]
+        n_on = int((cfg.batch - n_cap) * cfg.onpolicy_fraction) if pool is not None else 0
+        weights = weights_at(1.0 if cfg.init else frac, cfg)  # a fine-tune skips the easy-first curriculum
+        synthetic = [mixed_example(rng, specs, weights) for _ in range(cfg.batch - n_cap - n_on)]
+        batch = synthetic + [pool.draw(rng) for _ in range(n_on)]
         enc = encoder(batch)
         z = yes_no_logit(model, enc, encoder)
-        merged = captured["merged"]
+        merged = captured["merged"][: len(synthetic) * CELLS * CELLS]  # on-policy rows have no object map
         loss_answer = nn.functional.binary_cross_entropy_with_logits(z, enc["answer"])
         loss_caption = torch.zeros(())
-        aux_batch = batch
+        aux_batch = synthetic
         if n_cap:
             cap_batch = [mixed_example(rng, specs, {"exist": 1.0}, mild_p=0.0) for _ in range(n_cap)]
             loss_caption = model(**caption_inputs(encoder, cap_batch)).loss
             merged = torch.cat([merged, captured["merged"]])
-            aux_batch = batch + cap_batch
+            aux_batch = synthetic + cap_batch
         pos_weight = torch.full((len(AUX_CLASSES),), 20.0)  # targets are sparse: ~3 positives in 384
         loss_aux = nn.functional.binary_cross_entropy_with_logits(aux_head(merged), aux_targets(aux_batch),
                                                                   pos_weight=pos_weight)  # fmt: skip
@@ -351,7 +380,7 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
             log.flush()
             bar.set_postfix(loss=f"{loss_answer.item():.3f}", cap=f"{loss_caption.item():.3f}", acc=f"{acc:.2f}")
         if elapsed - last_eval_t >= cfg.eval_every_s or elapsed >= budget:
-            last_eval = {k: round(v, 4) for k, v in evaluate_model(model, encoder, val).items()} | {"step": step}
+            last_eval = run_eval()
             log.write(json.dumps({"step": step, "t": round(elapsed, 1), "eval": last_eval}) + "\n")
             log.flush()
             bar.write(f"step {step} t={elapsed:.0f}s eval {last_eval}")
@@ -361,7 +390,7 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
             last_ckpt_t = elapsed
     bar.close()
     if last_eval.get("step") != step:  # the loop ended between evaluations (step cap): one final look
-        last_eval = {k: round(v, 4) for k, v in evaluate_model(model, encoder, val).items()} | {"step": step}
+        last_eval = run_eval()
         log.write(json.dumps({"step": step, "t": round(elapsed, 1), "eval": last_eval}) + "\n")
         checkpoint(run, model, opt, step, rng, elapsed, last_eval)
     log.close()
