@@ -216,8 +216,8 @@ def shapes_train_verifier(
 def shapes_label_rollouts(
     model: Annotated[str, typer.Option(help="the UMM folder whose rollouts to label")] = "models/shapes-umm",
     out: Annotated[str, typer.Option(help="folder for images/, labels.jsonl and summary.json")] = "runs/onpolicy",
-    train_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit training prompt")] = 3,
-    val_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit val prompt (validation only)")] = 4,
+    train_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit training prompt")] = 2,
+    val_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit val prompt (validation only)")] = 2,
     seed: int = 0,
     cfg_scale: Annotated[float, typer.Option(help="guidance, as the GRPO config's rollout uses")] = 5.0,
     max_prompts: Annotated[int | None, typer.Option(help="a seeded sample of this many prompts per split")] = None,

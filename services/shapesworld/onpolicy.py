@@ -149,7 +149,8 @@ class OnPolicyPool:
         if not self.buckets:
             raise ValueError(f"{root / 'labels.jsonl'} holds no labelled {split} questions")
         self.kinds = sorted({k for k, _ in self.buckets})
-        self.kind_weights = [math.sqrt(sum(len(self.buckets.get((k, a), [])) for a in (True, False))) for k in self.kinds]
+        counts = [sum(len(self.buckets.get((k, a), [])) for a in (True, False)) for k in self.kinds]
+        self.kind_weights = [math.sqrt(n) for n in counts]
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.buckets.values())

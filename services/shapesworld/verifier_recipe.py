@@ -14,7 +14,10 @@ What makes grounding cheap to learn (the calibration run stayed at chance for 8 
     language-model loss on a caption of every object ("large red circle top left , ..."), which forces the
     text model to read the image tokens many bits per image instead of one yes/no bit;
   * a curriculum: existence, colour and quality first, then counts, sizes, relations and holistic questions.
-Answers are balanced per exact question string (``questions.py``). Runs are seeded, resumable
+Answers are balanced per exact question string (``questions.py``). With ``init`` the recipe fine-tunes an
+existing folder instead (no easy-first curriculum, a fresh auxiliary head), and with ``onpolicy`` a share of
+every batch's question rows comes from a generator's oracle-labelled rollouts (``onpolicy.py``; they have no
+object map, so the auxiliary loss sees only the synthetic rows). Runs are seeded, resumable
 (checkpoint = safetensors weights and optimizer state, JSON for RNG states and step, written atomically;
 no pickle) and log JSONL.
 """
