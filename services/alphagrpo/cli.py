@@ -219,17 +219,23 @@ def shapes_label_rollouts(
     train_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit training prompt")] = 2,
     val_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit val prompt (validation only)")] = 2,
     seed: int = 0,
-    cfg_scale: Annotated[float, typer.Option(help="guidance, as the GRPO config's rollout uses")] = 5.0,
+    config: Annotated[str, typer.Option(help="GRPO config whose rollout section sets the sampler")] = "configs/shapes-t2i.yaml",
     max_prompts: Annotated[int | None, typer.Option(help="a seeded sample of this many prompts per split")] = None,
 ) -> None:
     """Sample a UMM's rollouts as GRPO does, ask DVReward's questions and label them with the oracle: on-policy
     data for train-verifier --onpolicy (held-out prompts are never sampled). Prints the summary as JSON."""
     from pathlib import Path
 
-    from shapesworld.onpolicy import label_rollouts
+    from shapesworld.onpolicy import check_request, label_rollouts
+    from trainer.config import TrainConfig
 
-    summary = label_rollouts(model, Path(out), {"train": train_per_prompt, "val": val_per_prompt}, seed=seed,
-                             cfg_scale=cfg_scale, max_prompts=max_prompts)  # fmt: skip
+    per_prompt = {"train": train_per_prompt, "val": val_per_prompt}
+    try:
+        check_request(per_prompt, max_prompts)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    summary = label_rollouts(model, Path(out), per_prompt, TrainConfig.from_yaml(config).rollout, seed=seed,
+                             max_prompts=max_prompts)  # fmt: skip
     typer.echo(json.dumps(summary))
 
 

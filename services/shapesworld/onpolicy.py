@@ -22,11 +22,13 @@ import json
 import math
 import random
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from shapesworld.questions import Example
+from trainer.config import RolloutConfig
 
 # atom (category, detail) -> the verifier recipe's question kind
 _KIND = {("entity", "whole"): "exist", ("count", "exactly"): "count", ("count", "fewer_than"): "fewer",
@@ -62,14 +64,26 @@ def labelled_questions(prompt: str, detections, decompose) -> list[dict]:
     return out
 
 
-def label_rollouts(model: str, out: Path, per_prompt: dict[str, int], *, seed: int = 0, n_steps: int = 10,
-                   shift: float = 3.0, window_len: int = 2, window_range: tuple[int, int] = (0, 5),
-                   noise_level: float = 0.7, cfg_scale: float = 5.0, batch: int = 32, max_prompts: int | None = None,
-                   progress: bool = True) -> dict:  # fmt: skip
+def check_request(per_prompt: dict[str, int], max_prompts: int | None = None) -> None:
+    """ValueError naming the bad field: only train / val prompts, at least one rollout each (the fine-tune
+    validates on val), a positive prompt sample."""
+    if "heldout" in per_prompt:
+        raise ValueError("the held-out split is GRPO's evaluation set: never label its rollouts")
+    for split, k in per_prompt.items():
+        if split not in ("train", "val"):
+            raise ValueError(f"split {split!r}: label train or val prompts")
+        if k < 1:
+            raise ValueError(f"{split} rollouts per prompt must be >= 1 (got {k}); the fine-tune validates on val")
+    if max_prompts is not None and max_prompts < 1:
+        raise ValueError(f"max_prompts must be >= 1 (got {max_prompts})")
+
+
+def label_rollouts(model: str, out: Path, per_prompt: dict[str, int], rollout: RolloutConfig, *, seed: int = 0,
+                   batch: int = 32, max_prompts: int | None = None, progress: bool = True) -> dict:  # fmt: skip
     """Sample ``per_prompt[split]`` rollouts of every explicit prompt of each split (or of a seeded sample
-    of ``max_prompts`` of them), label them, write
-    ``out/images/*.png`` and ``out/labels.jsonl``; returns a summary (per split: images, oracle accuracy,
-    questions and share of "yes" per kind)."""
+    of ``max_prompts`` of them) with the sampler settings of a GRPO config's ``rollout`` section (the window
+    start drawn as the trainer draws it), label them, write ``out/images/*.png`` and ``out/labels.jsonl``;
+    returns a summary (per split: images, oracle accuracy, questions and share of "yes" per kind)."""
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
@@ -79,12 +93,11 @@ def label_rollouts(model: str, out: Path, per_prompt: dict[str, int], *, seed: i
     from trainer.policies.tiny_umm import TinyUMM
     from trainer.rollout import sample_images
 
-    if "heldout" in per_prompt:
-        raise ValueError("the held-out split is GRPO's evaluation set: never label its rollouts")
+    check_request(per_prompt, max_prompts)
     policy = TinyUMM.load(model).eval()
     tok = AutoTokenizer.from_pretrained(model)
     decompose = world_decomposer()
-    rng, g = random.Random(seed), torch.Generator().manual_seed(seed)
+    rng, g, ro = random.Random(seed), torch.Generator().manual_seed(seed), rollout
     jobs = []
     for split, k in per_prompt.items():
         specs = [p for p in prompts(split) if p.category != "implicit"]
@@ -98,9 +111,10 @@ def label_rollouts(model: str, out: Path, per_prompt: dict[str, int], *, seed: i
         for i in tqdm(range(0, len(jobs), batch), disable=not progress, desc="label-rollouts", unit="batch"):
             chunk = jobs[i : i + batch]
             with torch.no_grad():
-                r = sample_images(policy, policy.encode(*tokenize(tok, [p.text for _, p in chunk], 24)), n_steps=n_steps,
-                                  shift=shift, window_start=rng.randrange(*window_range), window_len=window_len,
-                                  noise_level=noise_level, cfg_scale=cfg_scale, generator=g)  # fmt: skip
+                ctx = policy.encode(*tokenize(tok, [p.text for _, p in chunk], 24))
+                r = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, window_start=rng.randint(*ro.window_range),
+                                  window_len=ro.window_len, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale,
+                                  generator=g)  # fmt: skip
             for j, ((split, spec), im) in enumerate(zip(chunk, to_images(r.images))):
                 name = f"images/{i + j:06d}.png"
                 im.save(out / name)
@@ -111,7 +125,7 @@ def label_rollouts(model: str, out: Path, per_prompt: dict[str, int], *, seed: i
                 rows.append(row)
                 f.write(json.dumps(row) + "\n")
     tmp.replace(out / "labels.jsonl")
-    summary = {"model": model, "seed": seed, "cfg_scale": cfg_scale, "n_steps": n_steps, "splits": {}}
+    summary = {"model": model, "seed": seed, "rollout": asdict(ro), "splits": {}}
     for split in per_prompt:
         mine = [r for r in rows if r["split"] == split]
         qs = [q for r in mine for q in r["questions"]]
@@ -136,9 +150,12 @@ class OnPolicyPool:
     def __init__(self, root: Path, split: str):
         from PIL import Image
 
+        labels = root / "labels.jsonl"
+        if not labels.exists():
+            raise FileNotFoundError(f"{labels} not found: make it with alphagrpo shapes label-rollouts --out {root}")
         self.buckets: dict[tuple[str, bool], list[tuple[int, dict]]] = {}
         self.images: list = []
-        for line in (root / "labels.jsonl").read_text().splitlines():
+        for line in labels.read_text().splitlines():
             row = json.loads(line)
             if row["split"] != split:
                 continue

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from shapesworld.oracle import Detection, atom_truth, detect
 from shapesworld.onpolicy import OnPolicyPool, kind_of, label_rollouts, labelled_questions, world_decomposer
 from shapesworld.verifier_recipe import RecipeConfig, train
+from trainer.config import RolloutConfig
 
 TINY = dict(text_hidden=32, text_layers=1, vision_hidden=32, vision_depth=1, batch=8, eval_size=24,
             eval_every_s=1e9, checkpoint_every_s=1e9)  # fmt: skip
@@ -36,15 +37,23 @@ def test_questions_get_the_oracle_truth_of_their_atom():
     assert kind_of(("count", "fewer_than", "star", "3")) == "fewer" and kind_of(("text", "rendered", "x")) is None
 
 
-def test_held_out_prompts_are_never_labelled(tmp_path):
-    with pytest.raises(ValueError, match="held-out"):
-        label_rollouts("models/shapes-umm", tmp_path, {"train": 1, "heldout": 1}, progress=False)
+ROLLOUT = RolloutConfig(n_steps=3, window_len=1, window_range=(0, 2), cfg_scale=5.0)
+
+
+@pytest.mark.parametrize("per_prompt, max_prompts, message", [
+    ({"train": 1, "heldout": 1}, None, "held-out"), ({"train": 1, "test": 1}, None, "'test'"),
+    ({"train": 1, "val": 0}, None, "val rollouts per prompt must be >= 1"), ({"train": 1}, 0, "max_prompts"),
+])  # fmt: skip
+def test_bad_requests_are_refused_before_any_work(tmp_path, per_prompt, max_prompts, message):
+    with pytest.raises(ValueError, match=message):
+        label_rollouts("models/shapes-umm", tmp_path, per_prompt, ROLLOUT, max_prompts=max_prompts, progress=False)
+    assert not (tmp_path / "labels.jsonl").exists()
 
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     out = tmp_path_factory.mktemp("onpolicy")
-    summary = label_rollouts("models/shapes-umm", out, {"train": 2, "val": 1}, n_steps=3, max_prompts=4, batch=6,
+    summary = label_rollouts("models/shapes-umm", out, {"train": 2, "val": 1}, ROLLOUT, max_prompts=4, batch=6,
                              progress=False)  # fmt: skip
     return out, summary
 
@@ -53,7 +62,7 @@ def test_label_rollouts_writes_images_and_oracle_labels(labelled):
     out, summary = labelled
     rows = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
     assert [r["split"] for r in rows].count("train") == 8 and [r["split"] for r in rows].count("val") == 4
-    assert summary["splits"]["train"]["images"] == 8
+    assert summary["splits"]["train"]["images"] == 8 and summary["rollout"]["n_steps"] == 3
     for r in rows:
         dets = detect(Image.open(out / r["image"]))  # PNG is lossless: the saved image gives the same verdicts
         assert r["questions"] and all(q["answer"] == atom_truth(tuple(q["atom"]), dets) for q in r["questions"])
@@ -83,6 +92,8 @@ def test_pool_balances_kinds_and_answers(tmp_path):
     assert len(pool.examples()) == 15 and len(pool.examples(limit=4)) == 4
     with pytest.raises(ValueError, match="no labelled test"):
         OnPolicyPool(tmp_path, "test")
+    with pytest.raises(FileNotFoundError, match="label-rollouts"):
+        OnPolicyPool(tmp_path / "missing", "train")
 
 
 def test_fine_tune_starts_from_the_folder_and_mixes_in_rollouts(labelled, tmp_path):
@@ -100,3 +111,12 @@ def test_fine_tune_starts_from_the_folder_and_mixes_in_rollouts(labelled, tmp_pa
     assert any(not torch.equal(before[k], after[k]) for k in before)
     card = json.loads((tmp_path / "tuned" / "verifier_card.json").read_text())
     assert card["recipe"]["init"] == str(base) and card["recipe"]["onpolicy"] == str(out)
+
+
+def test_cli_names_the_bad_option():
+    from typer.testing import CliRunner
+
+    from alphagrpo.cli import app
+
+    res = CliRunner().invoke(app, ["shapes", "label-rollouts", "--val-per-prompt", "0", "--out", "unused"])
+    assert res.exit_code == 2 and "val rollouts per prompt must be >= 1" in res.output
