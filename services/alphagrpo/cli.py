@@ -372,10 +372,17 @@ def train(
         raise typer.BadParameter(f"reflect.enabled needs a UMM that reads images (image_patch > 0); {cfg.model_path} "
                                  "does not: pretrain one with train-umm --image-patch 8 --refine-batch 8")  # fmt: skip
     key = settings.verifier_api_key.get_secret_value() if settings.verifier_api_key else None
-    fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation, patience_s=cfg.reward.patience_s,
-                            holistic=cfg.reward.mode == "holistic", api_key=key,
-                            max_items=cfg.reward.max_items_per_request, incomplete=cfg.reward.incomplete,
-                            signal=cfg.reward.signal)  # fmt: skip
+    if cfg.reward.mode == "oracle":  # a diagnostic ceiling: the evaluation's judge as the reward, no services
+        from shapesworld.oracle_reward import OracleRewards
+
+        logging.getLogger("alphagrpo").warning("reward.mode oracle: rewarded by the ShapesWorld oracle, a diagnostic "
+                                              "ceiling, not a result")
+        fetcher = OracleRewards()
+    else:
+        fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation,
+                                patience_s=cfg.reward.patience_s, holistic=cfg.reward.mode == "holistic", api_key=key,
+                                max_items=cfg.reward.max_items_per_request, incomplete=cfg.reward.incomplete,
+                                signal=cfg.reward.signal)  # fmt: skip
     task = ShapesTask(AutoTokenizer.from_pretrained(cfg.model_path), fetcher, Path(cfg.run.run_dir),
                       **cfg.task_kwargs())  # fmt: skip
     monitor = None

@@ -278,4 +278,7 @@ class HealthResponse(_Wire):
     status: Literal["ok", "loading", "dead"]
     backend: str
     model: str = ""
+    # what exactly is loaded: for local weights a content hash (sha256 of the weight files, 12 hex digits), so
+    # a run's log can name the verifier that rewarded it; empty where the backend cannot know (a remote server)
+    revision: str = ""
     detail: str = ""

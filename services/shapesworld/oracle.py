@@ -7,7 +7,8 @@ square ~1.0, circle ~0.78, triangle ~0.55). Size comes from the bounding box div
 extent. It works at any resolution; a light median filter, applied when most pixels differ from their
 neighbourhood, makes it tolerant of noise.
 
-It is for *evaluation only*: training is rewarded by the learned verifier, never by the oracle.
+It is for *evaluation only*: training is rewarded by the learned verifier, never by the oracle, except in
+the labelled diagnostic ``reward.mode: oracle`` (``oracle_reward.py``), a ceiling that is never reported as a result.
 """
 
 from __future__ import annotations

@@ -100,13 +100,15 @@ class RewardConfig:
     aggregation: str = "geometric"
     patience_s: float = 600.0  # how long a dead verifier may pause training
     mode: str = "decomposed"  # "decomposed" (DVReward) or "holistic" (one "Does the image match: ...?" question)
+    # or "oracle": the ShapesWorld oracle's atom accuracy, a diagnostic ceiling (shapesworld/oracle_reward.py),
+    # never a result: it rewards by the evaluation's own judge
     max_items_per_request: int = 64  # the verifier's VERIFIER_MAX_ITEMS; bigger batches go as several requests
     incomplete: str = "fail"  # partly decomposed prompts: "fail" (NaN, excluded and counted) or "score"
     signal: str = "reward"  # train on "reward" (the aggregation, the paper's) or "semantic" (quality ignored)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("decomposed", "holistic"):
-            raise ValueError("reward.mode must be 'decomposed' or 'holistic'")
+        if self.mode not in ("decomposed", "holistic", "oracle"):
+            raise ValueError("reward.mode must be 'decomposed', 'holistic' or 'oracle' (a diagnostic ceiling)")
         if self.incomplete not in ("fail", "score"):
             raise ValueError("reward.incomplete must be 'fail' or 'score'")
         if self.signal not in ("reward", "semantic"):

@@ -70,6 +70,17 @@ class RewardFetcher:
         self._client = VerifierClient(self.url, api_key=self.api_key, retry=RetryPolicy(max_attempts=2, backoff_s=0.2),
                                       timeouts=Timeouts(connect_s=2.0, read_s=self.read_timeout_s))  # fmt: skip
 
+    def describe(self) -> dict:
+        """What rewards this run, for its folder: the verifier's URL, backend, model and weights fingerprint
+        (``/health``), the aggregation and signal; a verifier that does not answer yet is recorded as such."""
+        out = {"mode": "holistic" if self.holistic else "decomposed", "url": self.url, "aggregation": self.aggregation,
+               "signal": self.signal, "incomplete": self.incomplete}  # fmt: skip
+        try:
+            h = self._client.health()
+            return out | {"backend": h.backend, "model": h.model, "revision": h.revision, "status": h.status}
+        except DVRewardError as e:
+            return out | {"status": f"unreachable at start ({e})"}
+
     def submit(self, prompts: list[str], images: list[Any], questions: list[list[Question]] | None = None) -> Future:
         if len(prompts) != len(images):
             raise ValueError(f"{len(prompts)} prompts but {len(images)} images")

@@ -223,6 +223,10 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
     main = dist.is_main
     if main:
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        if hasattr(fetcher, "describe"):  # which verifier (weights fingerprint) rewarded this run
+            source = fetcher.describe()
+            log.info("rewarded by %s", source)
+            (run / "reward_source.json").write_text(json.dumps(source, indent=2))
     if main and not resume:
         (run / "log.jsonl").unlink(missing_ok=True)
     records = _read_log(run / "log.jsonl", upto=start) if main else []  # a resumed run keeps its baseline

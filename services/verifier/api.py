@@ -41,7 +41,8 @@ async def health(request: Request):
     svc = request.app.state.service
     ok = svc is not None and svc.backend.ready()
     body = HealthResponse(status="ok" if ok else state["status"], backend=state["backend"],
-                          model=svc.backend.model if svc else "", detail=state["detail"])  # fmt: skip
+                          model=svc.backend.model if svc else "", revision=svc.backend.revision if svc else "",
+                          detail=state["detail"])  # fmt: skip
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 

@@ -1,6 +1,7 @@
 """A short GRPO run on CPU against real reward services: parameters change, losses are finite, invariants
 hold, the log is written, and a resumed run ends bit-identical to an uninterrupted one."""
 
+import json
 import math
 import time
 from pathlib import Path
@@ -116,6 +117,12 @@ def test_short_run_changes_parameters(verifier_url, tmp_path):
         assert 0 <= r["reward_wait_fraction"] <= 1 and r["samples_per_second"] > 0
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("unet.") for k in changed) and any(k.startswith("lm.") for k in changed)
+    # the run folder names the verifier that rewarded it, down to a hash of its weights
+    source = json.loads((tmp_path / "run" / "reward_source.json").read_text())
+    health = httpx.get(verifier_url + "/health").json()
+    assert source["status"] == "ok" and source["backend"] == "hf" and source["model"] == "qwen"
+    assert source["revision"] == health["revision"] and len(source["revision"]) == 12
+    assert source["aggregation"] == "geometric" and source["url"] == verifier_url
 
 
 def test_resume_is_bit_exact(verifier_url, tmp_path):

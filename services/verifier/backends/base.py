@@ -24,6 +24,7 @@ class ScoreItem:
 class VerifierBackend(ABC):
     name: str = "abstract"
     model: str = ""
+    revision: str = ""  # a fingerprint of the loaded weights, where the backend holds them (hf)
 
     @abstractmethod
     def score_batch(self, items: list[ScoreItem]) -> list[list[QuestionScore]]:

@@ -40,6 +40,19 @@ class _Group:
     items: list[int]  # indices into the batch, all with images of one size
 
 
+def weights_fingerprint(path: Path) -> str:
+    """sha256 over the folder's weight files (names and bytes, in name order), 12 hex digits; "" if none."""
+    import hashlib
+
+    h, files = hashlib.sha256(), sorted([*path.glob("*.safetensors"), *path.glob("*.bin")])
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:12] if files else ""
+
+
 class HFVerifier(VerifierBackend):
     name = "hf"
 
@@ -51,6 +64,7 @@ class HFVerifier(VerifierBackend):
         self.torch = torch
         path = Path(model_path)
         self.model = path.name
+        self.revision = weights_fingerprint(path)
         self.family = model_type(path)
         self.processor = load_processor(path)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
@@ -68,7 +82,8 @@ class HFVerifier(VerifierBackend):
                                key=len, reverse=True)  # fmt: skip
         self._lock = threading.Lock()
         self._template = self._cache_template()
-        log.info("hf verifier %s (%s): %d yes / %d no token ids", self.model, self.family, len(yes), len(no))
+        log.info("hf verifier %s (%s, weights %s): %d yes / %d no token ids", self.model, self.family, self.revision,
+                 len(yes), len(no))  # fmt: skip
 
     # ---- text ---------------------------------------------------------------------------------
     _MARK = "QQQ-question-marker-QQQ"
