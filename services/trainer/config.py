@@ -20,6 +20,10 @@ class RolloutConfig:
     window_range: tuple[int, int] = (0, 6)  # the window starts uniformly in [lo, hi]
     noise_level: float = 0.7  # a in the SDE's sigma_t = a sqrt(t / (1 - t))
     cfg_scale: float = 3.0  # classifier-free guidance inside the policy, identical at rollout and training
+    # the G samples of a prompt start from one initial noise, so the group differs only by the SDE window's noise:
+    # the advantage then speaks of the trained transitions (common random numbers) instead of mostly of the
+    # untrained starting point; off by default (the reference and Flow-GRPO draw a noise per sample)
+    shared_noise: bool = False
 
     def __post_init__(self) -> None:
         if self.group_size < 2:

@@ -2,7 +2,8 @@
 
 ``sample_images`` runs ``n_steps`` transitions of the shifted time grid; transitions ``window_start`` ..
 ``window_start + window_len - 1`` use the Flow-GRPO SDE step and record (x_t, x_t', log-prob); the others are
-Euler ODE steps. ``recompute_logprobs`` replays exactly those window transitions under the current (or the
+Euler ODE steps (optionally a group of rows shares its initial noise, so they differ only inside the window).
+``recompute_logprobs`` replays exactly those window transitions under the current (or the
 reference) weights, which is what the GRPO image loss needs: with unchanged weights it reproduces the
 rollout's log-probs (the first-step ratio == 1 invariant).
 """
@@ -30,10 +31,13 @@ class ImageRollout:
 @torch.no_grad()
 def sample_images(policy: Policy, ctx: Context, *, n_steps: int = 16, shift: float = 3.0, window_start: int = 0,
                   window_len: int = 0, noise_level: float = 0.7, cfg_scale: float = 1.0,
-                  generator: torch.Generator | None = None) -> ImageRollout:  # fmt: skip
+                  generator: torch.Generator | None = None, noise_group: int = 1) -> ImageRollout:  # fmt: skip
+    """``noise_group`` consecutive rows (a prompt's group) share one initial noise; 1 = a noise per row."""
     b = ctx.hidden.shape[0]
+    if noise_group < 1 or b % noise_group:
+        raise ValueError(f"noise_group {noise_group} must divide the batch ({b} rows)")
     grid = timesteps(n_steps + 1, shift)
-    x = torch.randn((b, *policy.image_shape), generator=generator)
+    x = torch.randn((b // noise_group, *policy.image_shape), generator=generator).repeat_interleave(noise_group, 0)
     window = list(range(window_start, min(n_steps, window_start + window_len)))
     befores, afters, logps = [], [], []
     for i in range(n_steps):

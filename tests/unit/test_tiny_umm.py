@@ -1,5 +1,6 @@
 """The tiny UMM policy and batched rollouts: shapes, CFG, the first-step ratio invariant, save/load."""
 
+import pytest
 import torch
 
 from trainer.grpo import check_first_ratio, image_policy_loss
@@ -28,6 +29,22 @@ def test_group_rollout_and_recomputed_logprobs_match():
     check_first_ratio(again - r.logprobs)  # the same weights give the same log-probs
     single = recompute_logprobs(m, group, r, cfg_scale=2.0, k=1)
     assert torch.allclose(single, again[:, 1])
+
+
+def test_shared_noise_groups_differ_only_by_the_window():
+    m, ctx, _ = model_and_ctx()
+    group = ctx.repeat(3)
+    kw = dict(n_steps=6, window_start=1, window_len=2, cfg_scale=2.0)
+    shared = sample_images(m, group, generator=torch.Generator().manual_seed(0), noise_group=3, **kw)
+    before = shared.x_before[:, 0]  # x at the window's first transition: the ODE from the initial noise
+    assert torch.equal(before[0], before[1]) and torch.equal(before[1], before[2])  # one start per prompt
+    assert not torch.equal(before[2], before[3])  # the next prompt has its own
+    assert not torch.equal(shared.images[0], shared.images[1])  # the window's noise still separates them
+    own = sample_images(m, group, generator=torch.Generator().manual_seed(0), **kw)
+    assert not torch.equal(own.x_before[0, 0], own.x_before[1, 0])
+    check_first_ratio(recompute_logprobs(m, group, shared, cfg_scale=2.0) - shared.logprobs)
+    with pytest.raises(ValueError, match="noise_group 4 must divide"):
+        sample_images(m, group, noise_group=4, **kw)
 
 
 def test_image_loss_backpropagates_into_unet_and_lm():
