@@ -377,7 +377,7 @@ def train(
 
         logging.getLogger("alphagrpo").warning("reward.mode oracle: rewarded by the ShapesWorld oracle, a diagnostic "
                                               "ceiling, not a result")
-        fetcher = OracleRewards()
+        fetcher = OracleRewards(signal=cfg.reward.oracle_signal)
     else:
         fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation,
                                 patience_s=cfg.reward.patience_s, holistic=cfg.reward.mode == "holistic", api_key=key,

@@ -109,10 +109,13 @@ class RewardConfig:
     max_items_per_request: int = 64  # the verifier's VERIFIER_MAX_ITEMS; bigger batches go as several requests
     incomplete: str = "fail"  # partly decomposed prompts: "fail" (NaN, excluded and counted) or "score"
     signal: str = "reward"  # train on "reward" (the aggregation, the paper's) or "semantic" (quality ignored)
+    oracle_signal: str = "atoms"  # mode oracle only: "atoms" (share of gold atoms that hold) or "correct" (all hold)
 
     def __post_init__(self) -> None:
         if self.mode not in ("decomposed", "holistic", "oracle"):
             raise ValueError("reward.mode must be 'decomposed', 'holistic' or 'oracle' (a diagnostic ceiling)")
+        if self.oracle_signal not in ("atoms", "correct"):
+            raise ValueError("reward.oracle_signal must be 'atoms' or 'correct'")
         if self.incomplete not in ("fail", "score"):
             raise ValueError("reward.incomplete must be 'fail' or 'score'")
         if self.signal not in ("reward", "semantic"):

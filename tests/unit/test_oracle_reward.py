@@ -52,6 +52,9 @@ def test_correct_signal_and_unknown_prompts():
 
 def test_config_names_the_mode():
     assert RewardConfig(mode="oracle").mode == "oracle"
+    assert RewardConfig(mode="oracle", oracle_signal="correct").oracle_signal == "correct"
+    with pytest.raises(ValueError, match="oracle_signal"):
+        RewardConfig(mode="oracle", oracle_signal="reward")
     with pytest.raises(ValueError, match="diagnostic ceiling"):
         RewardConfig(mode="perfect")
 
