@@ -79,6 +79,7 @@ def test_verifier_killed_mid_run_pauses_then_resumes(decomposer, tmp_path, caplo
 
 def test_patience_runs_out_with_a_clear_error():
     fetcher = RewardFetcher(f"http://127.0.0.1:{free_port()}", retry_every_s=0.1, patience_s=0.5)
+    assert fetcher.describe()["status"].startswith("unreachable at start")  # recorded as such, never invented
     with pytest.raises(RewardUnavailable, match="training stops rather than train on missing rewards"):
         fetcher.wait(fetcher.submit(PROMPTS[:1], IMAGES[:1]))
     fetcher.close()
