@@ -11,7 +11,7 @@ services (decomposer + verifier over HTTP), judges them with the oracle, and rep
   per-image atom accuracy (groups where either is constant are left out).
 
 Variants are computed from the same per-question P(yes): ``geometric`` (DVReward's default,
-sqrt(semantic x quality)), ``semantic`` (mean semantic P(yes)), ``gated`` (semantic mean with soft
+sqrt(semantic x quality)), ``conjunctive`` (sqrt(product of semantic P(yes) x quality)), ``semantic`` (mean semantic P(yes)), ``gated`` (semantic mean with soft
 dependency gating), ``semantic_min`` and ``quality``. Also ``mixed_group_fraction`` (groups with at least one
 correct and one wrong image: where GRPO can learn at all) and the oracle accuracy of the samples. A figure
 that cannot be computed (no mixed group) is null.
@@ -26,7 +26,7 @@ import statistics
 
 import torch
 
-VARIANTS = ("geometric", "semantic", "gated", "semantic_min", "quality")
+VARIANTS = ("geometric", "conjunctive", "semantic", "gated", "semantic_min", "quality")
 
 
 def pair_auc(groups: list[list[tuple[float, bool]]]) -> tuple[float, int]:
@@ -61,7 +61,8 @@ def variants(questions, scores: list[float]) -> dict[str, float]:
 
     sem = [s for q, s in zip(questions, scores) if q.kind == "semantic" and not math.isnan(s)]
     plain = aggregate(questions, scores)
-    return {"geometric": plain.reward, "semantic": plain.semantic, "quality": plain.quality,
+    return {"geometric": plain.reward, "conjunctive": aggregate(questions, scores, "conjunctive").reward,
+            "semantic": plain.semantic, "quality": plain.quality,
             "gated": aggregate(questions, scores, gating=True).semantic,
             "semantic_min": min(sem) if sem else math.nan}  # fmt: skip
 

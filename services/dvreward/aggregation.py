@@ -3,7 +3,11 @@
 Methods (``AggregationMethod``):
   * ``geometric`` (the paper's default): R = sqrt(S_sem * S_qual), S_* the mean P(yes) of each kind;
   * ``mean``: R = (S_sem + S_qual) / 2;
-  * ``pooled``: R = mean P(yes) over all questions together.
+  * ``pooled``: R = mean P(yes) over all questions together;
+  * ``conjunctive`` (ours, not the paper's): R = sqrt(P_all * S_qual), P_all the *product* of the semantic
+    P(yes), i.e. P(every semantic question holds) if the answers were independent. The three above give
+    partial credit (an image with 4 of 5 facts right scores near one with 5 of 5); this one is AND-like, as
+    GenEval's verdict is (every atom must hold), while quality stays a mean.
 Soft dependency gating (optional, DSG-style but soft): a child's score is multiplied by its parent's
 gated score, so "is the apple red?" cannot score high when "is there an apple?" scored low.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 from dvreward.schemas import AggregationMethod, NanPolicy, Question
 from dvreward.tags import QuestionKind
@@ -39,6 +44,11 @@ def nanmean(values: Sequence[float]) -> float:
     """Mean of the non-NaN values; NaN when there are none."""
     kept = [v for v in values if not math.isnan(v)]
     return math.fsum(kept) / len(kept) if kept else math.nan
+
+
+def _product(values: Sequence[float]) -> float:
+    """Product of the non-NaN values (the caller has made sure there is at least one)."""
+    return math.prod(v for v in values if not math.isnan(v))
 
 
 def gate_scores(questions: Sequence[Question], scores: Sequence[float]) -> list[float]:
@@ -78,10 +88,12 @@ def aggregate(
     Args:
         questions: the questions, in the same order as ``scores``.
         scores: P(yes) per question, NaN where the question could not be scored.
-        method: ``geometric`` | ``mean`` | ``pooled``.
+        method: ``geometric`` | ``mean`` | ``pooled`` | ``conjunctive``.
         nan_policy: ``exclude`` (drop failed questions) or ``fail`` (any failure fails the reward).
         gating: multiply each child's score by its parents' gated scores.
     """
+    if method not in get_args(AggregationMethod):
+        raise ValueError(f"unknown aggregation method {method!r}")
     if len(questions) != len(scores):
         raise ValueError(f"{len(questions)} questions but {len(scores)} scores")
     if not questions:
@@ -100,11 +112,11 @@ def aggregate(
     if method == "pooled":
         reward = nanmean(vals)
     elif not sem or not qual:
-        reward = s_sem if sem else s_qual
+        reward = (_product(sem) if method == "conjunctive" else s_sem) if sem else s_qual
     elif method == "geometric":
         reward = math.sqrt(s_sem * s_qual)
     elif method == "mean":
         reward = 0.5 * (s_sem + s_qual)
-    else:
-        raise ValueError(f"unknown aggregation method {method!r}")
+    else:  # conjunctive
+        reward = math.sqrt(_product(sem) * s_qual)
     return Aggregate(reward, s_sem, s_qual, None, n_failed)

@@ -30,7 +30,7 @@ MAX_QUESTION_CHARS = 1000
 MAX_ITEMS_PER_REQUEST = 1024
 MAX_IMAGE_B64_CHARS = 32 * 1024 * 1024
 
-AggregationMethod = Literal["geometric", "mean", "pooled"]
+AggregationMethod = Literal["geometric", "mean", "pooled", "conjunctive"]
 NanPolicy = Literal["exclude", "fail"]
 IncompletePolicy = Literal["score", "fail"]
 

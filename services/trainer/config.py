@@ -112,6 +112,12 @@ class RewardConfig:
     oracle_signal: str = "atoms"  # mode oracle only: "atoms" (share of gold atoms that hold) or "correct" (all hold)
 
     def __post_init__(self) -> None:
+        from typing import get_args
+
+        from dvreward.schemas import AggregationMethod
+
+        if self.aggregation not in get_args(AggregationMethod):
+            raise ValueError(f"reward.aggregation must be one of {', '.join(get_args(AggregationMethod))}")
         if self.mode not in ("decomposed", "holistic", "oracle"):
             raise ValueError("reward.mode must be 'decomposed', 'holistic' or 'oracle' (a diagnostic ceiling)")
         if self.oracle_signal not in ("atoms", "correct"):

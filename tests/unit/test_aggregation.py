@@ -33,6 +33,29 @@ def test_mean_and_pooled_by_hand():
     assert aggregate(qs, [1.0, 1.0, 1.0, 0.0], "mean").reward == pytest.approx(0.5)
 
 
+def test_conjunctive_is_the_product_of_semantic_answers_by_hand():
+    # P_all = 0.8 * 0.4 = 0.32, S_qual = 0.7, R = sqrt(0.224); the semantic field stays the mean
+    a = aggregate(QS, [0.8, 0.4, 0.9, 0.5], "conjunctive")
+    assert a.reward == pytest.approx(math.sqrt(0.32 * 0.7)) and a.semantic == pytest.approx(0.6)
+    # AND-like: one wrong fact of three costs far more than under the mean
+    qs = [sem(1), sem(2), sem(3), qual(1)]
+    assert aggregate(qs, [1.0, 1.0, 0.1, 1.0], "conjunctive").reward == pytest.approx(math.sqrt(0.1))
+    assert aggregate(qs, [1.0, 1.0, 0.1, 1.0], "geometric").reward == pytest.approx(math.sqrt(0.7))
+    # one-sided, failed items excluded from the product, the fail policy still fails
+    assert aggregate([sem(1), sem(2)], [0.5, 0.6], "conjunctive").reward == pytest.approx(0.3)
+    assert aggregate([qual(1), qual(2)], [0.5, 0.7], "conjunctive").reward == pytest.approx(0.6)
+    assert aggregate(QS, [0.8, NAN, 0.9, 0.5], "conjunctive").reward == pytest.approx(math.sqrt(0.8 * 0.7))
+    assert math.isnan(aggregate(QS, [0.8, NAN, 0.9, 0.5], "conjunctive", nan_policy="fail").reward)
+    # gating multiplies a child by its parent before the product
+    gq = [sem(1), sem(2, parents=["s1"]), qual(1)]
+    assert aggregate(gq, [0.5, 0.8, 1.0], "conjunctive", gating=True).reward == pytest.approx(math.sqrt(0.5 * 0.4))
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown aggregation method 'median'"):
+        aggregate([sem(1)], [0.5], "median")
+
+
 def test_empty_and_one_sided():
     a = aggregate([], [])
     assert math.isnan(a.reward) and a.reason == "no questions"

@@ -57,6 +57,9 @@ def test_config_names_the_mode():
         RewardConfig(mode="oracle", oracle_signal="reward")
     with pytest.raises(ValueError, match="diagnostic ceiling"):
         RewardConfig(mode="perfect")
+    assert RewardConfig(aggregation="conjunctive").aggregation == "conjunctive"
+    with pytest.raises(ValueError, match="reward.aggregation must be one of geometric"):
+        RewardConfig(aggregation="median")
 
 
 def test_weights_fingerprint_names_the_bytes(tmp_path):
