@@ -152,6 +152,27 @@ def bench_reward_signal(
               split=split, progress=not json_out), json_out)  # fmt: skip
 
 
+@bench_app.command("grad-snr")
+def bench_grad_snr(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    config: Annotated[str, typer.Option(help="the training config the variants start from")] = "configs/shapes-t2i.yaml",
+    variant: Annotated[list[str] | None, typer.Option(help="name:group.field=value,... (repeatable; name: alone is the config)")] = None,
+    batches: Annotated[int, typer.Option(min=2, help="independent step gradients per variant")] = 8,
+    oracle: Annotated[bool, typer.Option(help="reward by the ShapesWorld oracle (no services); --no-oracle uses the config's reward")] = True,
+    model: Annotated[str | None, typer.Option(help="UMM folder (default: the config's model_path)")] = None,
+) -> None:
+    """Signal-to-noise ratio of the GRPO gradient per rollout recipe, at fixed weights: pairwise cosines of
+    independent step gradients, and signal gathered per second (compare recipes by snr2_per_s)."""
+    from benchmarks.grad_snr import run
+
+    _logging("warning")
+    try:
+        figures = run(config, variant or [], batches=batches, oracle=oracle, model_path=model, progress=not json_out)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    _emit(figures, json_out)
+
+
 @bench_app.command("load")
 def bench_load(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
@@ -354,12 +375,11 @@ def train(
 
     from transformers import AutoTokenizer
 
-    from recipes.grpo import ShapesTask
+    from recipes.grpo import ShapesTask, build_fetcher
     from trainer.config import TrainConfig
     from trainer.distributed import init_from_env
     from trainer.monitor import Monitor
     from trainer.policies.tiny_umm import TinyUMM
-    from trainer.reward import RewardFetcher
     from trainer.settings import TrainerSettings
     from trainer.train import train as run_training
 
@@ -373,16 +393,9 @@ def train(
                                  "does not: pretrain one with train-umm --image-patch 8 --refine-batch 8")  # fmt: skip
     key = settings.verifier_api_key.get_secret_value() if settings.verifier_api_key else None
     if cfg.reward.mode == "oracle":  # a diagnostic ceiling: the evaluation's judge as the reward, no services
-        from shapesworld.oracle_reward import OracleRewards
-
         logging.getLogger("alphagrpo").warning("reward.mode oracle: rewarded by the ShapesWorld oracle, a diagnostic "
                                               "ceiling, not a result")
-        fetcher = OracleRewards(signal=cfg.reward.oracle_signal)
-    else:
-        fetcher = RewardFetcher(cfg.reward.verifier_url, aggregation=cfg.reward.aggregation,
-                                patience_s=cfg.reward.patience_s, holistic=cfg.reward.mode == "holistic", api_key=key,
-                                max_items=cfg.reward.max_items_per_request, incomplete=cfg.reward.incomplete,
-                                signal=cfg.reward.signal)  # fmt: skip
+    fetcher = build_fetcher(cfg, key)
     task = ShapesTask(AutoTokenizer.from_pretrained(cfg.model_path), fetcher, Path(cfg.run.run_dir),
                       **cfg.task_kwargs())  # fmt: skip
     monitor = None

@@ -66,10 +66,9 @@ def train_demo(verifier_url: str, model: Path, minutes: float, run_dir: Path, ev
 
     from transformers import AutoTokenizer
 
-    from recipes.grpo import ShapesTask
+    from recipes.grpo import ShapesTask, build_fetcher
     from trainer.config import TrainConfig
     from trainer.policies.tiny_umm import TinyUMM
-    from trainer.reward import RewardFetcher
     from trainer.train import train
 
     cfg = TrainConfig.from_yaml(CONFIG)
@@ -78,8 +77,7 @@ def train_demo(verifier_url: str, model: Path, minutes: float, run_dir: Path, ev
                   run=replace(cfg.run, steps=10**6, max_minutes=minutes, run_dir=str(run_dir), eval_every=10**6,
                               checkpoint_every=10**6, monitor_port=None))  # fmt: skip
     policy = TinyUMM.load(model).train()
-    fetcher = RewardFetcher(verifier_url, aggregation=cfg.reward.aggregation, max_items=cfg.reward.max_items_per_request,
-                            incomplete=cfg.reward.incomplete, signal=cfg.reward.signal)  # fmt: skip
+    fetcher = build_fetcher(cfg)
     try:
         task = ShapesTask(AutoTokenizer.from_pretrained(model), fetcher, run_dir, **cfg.task_kwargs())
         records = train(cfg, policy, task, fetcher, progress=progress)

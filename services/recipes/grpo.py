@@ -30,7 +30,7 @@ from recipes.paired import clustered_stderr
 from recipes.umm import THINK, PlanVocab, _grid, refine_images, to_images, tokenize
 from shapesworld.oracle import evaluate
 from shapesworld.prompts import CATEGORIES, prompts
-from trainer.config import ReasonConfig, ReflectConfig
+from trainer.config import ReasonConfig, ReflectConfig, TrainConfig
 from trainer.reasoning import sample_plans
 from trainer.reflection import keep_refinement
 from trainer.reward import RewardFetcher
@@ -53,6 +53,20 @@ def plan_resolution_accuracy(plans: list[str], specs: list) -> float:
 
     hits = [stated(t, s.resolved) for t, s in zip(plans, specs)]
     return round(sum(hits) / len(hits), 4)
+
+
+def build_fetcher(cfg: TrainConfig, api_key: str | None = None):
+    """The reward source a config names: DVReward (or the holistic question) from the verifier at
+    ``reward.verifier_url``, or with ``reward.mode: oracle`` the ShapesWorld oracle (a diagnostic ceiling that
+    needs no services)."""
+    if cfg.reward.mode == "oracle":
+        from shapesworld.oracle_reward import OracleRewards
+
+        return OracleRewards(signal=cfg.reward.oracle_signal)
+    r = cfg.reward
+    return RewardFetcher(r.verifier_url, aggregation=r.aggregation, patience_s=r.patience_s,
+                         holistic=r.mode == "holistic", api_key=api_key, max_items=r.max_items_per_request,
+                         incomplete=r.incomplete, signal=r.signal)  # fmt: skip
 
 
 class ShapesTask(PlanVocab):

@@ -201,3 +201,26 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def with_overrides(self, sets: list[str]) -> TrainConfig:
+        """A copy with ``group.field=value`` settings applied (values parsed as YAML: ``rollout.window_len=4``,
+        ``rollout.shared_noise=true``, ``rollout.window_range=[0,3]``), validated as a config file would be."""
+        import yaml
+
+        raw = self.to_dict()
+        for s in sets:
+            key, sep, value = s.partition("=")
+            parts = key.strip().split(".")
+            if not sep or not parts[-1]:
+                raise ValueError(f"override {s!r}: expected group.field=value or model_path=value")
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise ValueError(f"override {s!r}: the value is not valid YAML ({e.problem})") from e
+            if len(parts) == 1 and parts[0] in raw and not isinstance(raw[parts[0]], dict):
+                raw[parts[0]] = parsed
+            elif len(parts) == 2 and isinstance(raw.get(parts[0]), dict):
+                raw[parts[0]][parts[1]] = parsed
+            else:
+                raise ValueError(f"override {s!r}: {key!r} names no config group.field")
+        return TrainConfig.from_dict(raw)
