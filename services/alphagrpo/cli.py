@@ -367,10 +367,11 @@ def plan(
 def train(
     config: Annotated[str | None, typer.Option(help="YAML training config (default: TRAINER_CONFIG)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the run folder's checkpoint")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="group.field=value over the config (repeatable)")] = None,
 ) -> None:
     """GRPO on the tiny UMM with DVReward from the verifier at reward.verifier_url (start it first). Under
     torchrun, every rank runs this; gloo on CPU, NCCL on GPUs. TRAINER_* variables override the config's
-    deployment fields (verifier URL and key, model, run folder, monitor address)."""
+    deployment fields (verifier URL and key, model, run folder, monitor address); --set overrides both."""
     from pathlib import Path
 
     from transformers import AutoTokenizer
@@ -386,7 +387,10 @@ def train(
     settings = TrainerSettings()
     _logging(settings.log_level)
     dist = init_from_env()
-    cfg = settings.apply(TrainConfig.from_yaml(config or settings.config))
+    try:
+        cfg = settings.apply(TrainConfig.from_yaml(config or settings.config)).with_overrides(set_ or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     policy = TinyUMM.load(cfg.model_path).train()
     if cfg.reflect.enabled and not policy.cfg.image_patch:
         raise typer.BadParameter(f"reflect.enabled needs a UMM that reads images (image_patch > 0); {cfg.model_path} "

@@ -142,6 +142,7 @@ def measure(cfg, policy, tok, batches: int, first_step: int = 1_000_000, progres
                 secs.append(time.perf_counter() - t0)
                 rewards.append(st.reward_mean)
                 zero.append(st.frac_reward_zero_std)
+                del rec.grads[n_before:-1]  # inner_epochs > 1: keep the last pass only (the passes are not independent)
                 if st.skipped and len(rec.grads) == n_before:  # no advantage anywhere: a zero gradient, no direction
                     rec.grads.append(torch.zeros(sum(p.numel() for p in rec.params), dtype=torch.float64))
                     skipped += 1
@@ -155,7 +156,7 @@ def measure(cfg, policy, tok, batches: int, first_step: int = 1_000_000, progres
             "skipped_steps": skipped,
             "images_per_step": cfg.rollout.prompts_per_step * cfg.rollout.group_size,
             "reward_mean": round(statistics.fmean(rewards), 4), "frac_reward_zero_std": round(statistics.fmean(zero), 4),
-            "batches": batches}  # fmt: skip
+            "batches": batches, "gradients": len(rec.grads)}  # fmt: skip
     return out
 
 

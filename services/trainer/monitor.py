@@ -136,7 +136,7 @@ class Monitor:
             self._server = None
 
 
-def plot_curves(records: list[dict], path: str | Path, title: str = "GRPO") -> Path:
+def plot_curves(records: list[dict], path: str | Path, title: str = "GRPO", reward: str = "DVReward") -> Path:
     """Training curves (PNG): reward, loss, clip fraction, and the held-out oracle accuracy beside the
     verifier's reward on the same prompts (the honesty monitor: divergence means reward hacking)."""
     import matplotlib
@@ -148,7 +148,7 @@ def plot_curves(records: list[dict], path: str | Path, title: str = "GRPO") -> P
     fig, ax = plt.subplots(2, 2, figsize=(10, 7))
     ax[0, 0].plot(steps, [r.get("reward_mean") for r in records], lw=0.8, label="train reward (mean)")
     planned = any(r.get("format_rate") is not None for r in records)  # reasoning rounds add the format reward
-    ax[0, 0].set_title("training reward (DVReward + format reward)" if planned else "training reward (DVReward)")
+    ax[0, 0].set_title(f"training reward ({reward} + format reward)" if planned else f"training reward ({reward})")
     ax[0, 1].plot(steps, [r.get("loss") for r in records], lw=0.8, color="tab:red")
     ax[0, 1].set_title("policy loss")
     ax[1, 0].plot(steps, [r.get("clip_fraction") for r in records], lw=0.8, color="tab:purple", label="clip fraction")

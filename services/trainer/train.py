@@ -80,6 +80,9 @@ class StepStats:
     n_improved: int | None = None  # refinement: refined images that beat their R_init (over all ranks)
 
 
+REWARD_LABELS = {"decomposed": "DVReward", "holistic": "holistic question", "oracle": "oracle: a diagnostic ceiling"}
+
+
 def step_rng(seed: int, step: int) -> tuple[random.Random, torch.Generator]:
     """All randomness of one step derives from (seed, step): resuming needs no generator state."""
     key = seed * 1_000_003 + step
@@ -263,7 +266,7 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
                 monitor.update(rec)
             if rec.get("eval") or last:
                 plot_curves([r for r in records if "loss" in r or r.get("eval")], run / "curves.png",
-                            title=f"GRPO {run.name}")  # fmt: skip
+                            title=f"GRPO {run.name}", reward=REWARD_LABELS.get(cfg.reward.mode, cfg.reward.mode))  # fmt: skip
         dist.barrier()
         if last:
             break

@@ -1,4 +1,5 @@
-"""``alphagrpo bench grad-snr`` end to end on a small random UMM: real training steps, oracle rewards, no update."""
+"""``alphagrpo bench grad-snr`` end to end (real training steps, oracle rewards, no update) and the same
+``group.field=value`` overrides on ``alphagrpo train --set``."""
 
 import json
 import subprocess
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from benchmarks.grad_snr import parse_variant
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +35,7 @@ def test_measure_records_real_step_gradients_and_leaves_weights():
     # the shipped base: its images earn mixed oracle rewards, so the steps have advantages and real gradients
     from transformers import AutoTokenizer
 
-    from benchmarks.grad_snr import measure, parse_variant
+    from benchmarks.grad_snr import measure
     from trainer.config import TrainConfig
     from trainer.policies.tiny_umm import TinyUMM
 
@@ -47,6 +50,10 @@ def test_measure_records_real_step_gradients_and_leaves_weights():
     assert 0.99 < sum(m["norm2_share"] for m in out["by_module"].values()) < 1.01
     assert 0 <= out["reward_mean"] <= 1  # the oracle's atom accuracy
     assert all(p.grad is None for p in policy.parameters())  # the recorder leaves no gradient behind
+    assert out["gradients"] == 3
+    two = measure(cfg.with_overrides(["grpo.inner_epochs=2"]), policy, AutoTokenizer.from_pretrained(ROOT / cfg.model_path),
+                  batches=3, progress=False)  # fmt: skip
+    assert two["gradients"] == 3  # one gradient a step (the last pass), not one a pass: pairs stay independent
 
 
 def test_cli_compares_variants_and_refuses_bad_ones(tiny_umm):
@@ -64,3 +71,20 @@ def test_cli_compares_variants_and_refuses_bad_ones(tiny_umm):
     bad = subprocess.run([*base, "--variant", "x:rollout.window_lenn=2"], capture_output=True, text=True, timeout=120,
                          cwd=ROOT)  # fmt: skip
     assert bad.returncode == 2 and "window_lenn" in bad.stderr
+
+
+def test_train_applies_set_overrides_and_refuses_bad_ones(tiny_umm, tmp_path):
+    """``alphagrpo train --set`` (the same overrides): one oracle-rewarded step of a tiny UMM, no services."""
+    run = tmp_path / "run"
+    sets = [f"model_path={tiny_umm}", "run.steps=1", f"run.run_dir={run}", "run.monitor_port=null", "eval.prompts=2",
+            *parse_variant(f"tiny:{TINY}")[1]]  # fmt: skip
+    cmd = [sys.executable, "-m", "alphagrpo.cli", "train", "--config", "configs/shapes-t2i-oracle.yaml"]
+    out = subprocess.run([*cmd, *[a for s in sets for a in ("--set", s)]], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    used = json.loads((run / "config.json").read_text())
+    assert used["rollout"]["group_size"] == 3 and used["rollout"]["window_range"] == [0, 1]
+    assert used["model_path"] == str(tiny_umm) and used["reward"]["mode"] == "oracle"  # the file's own fields stay
+    assert json.loads(out.stdout.strip().splitlines()[-1])["steps"] == 1
+    bad = subprocess.run([*cmd, "--set", "rollout.window_len=99"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "must fit in n_steps" in bad.stderr
