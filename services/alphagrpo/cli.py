@@ -157,7 +157,7 @@ def bench_grad_snr(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
     config: Annotated[str, typer.Option(help="the training config the variants start from")] = "configs/shapes-t2i.yaml",
     variant: Annotated[list[str] | None, typer.Option(help="name:group.field=value,... (repeatable; name: alone is the config)")] = None,
-    batches: Annotated[int, typer.Option(min=2, help="independent step gradients per variant")] = 8,
+    batches: Annotated[int, typer.Option(min=3, help="independent step gradients per variant (3 at least: the error needs them)")] = 8,
     oracle: Annotated[bool, typer.Option(help="reward by the ShapesWorld oracle (no services); --no-oracle uses the config's reward")] = True,
     model: Annotated[str | None, typer.Option(help="UMM folder (default: the config's model_path)")] = None,
 ) -> None:

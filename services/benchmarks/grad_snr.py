@@ -58,31 +58,38 @@ class GradientRecorder:
         self.grads.append(torch.cat(flat).double())
 
 
+def _fraction(gram: torch.Tensor) -> float:
+    """c from the Gram matrix of k gradients: the mean off-diagonal entry over the mean diagonal one."""
+    k, sq = gram.shape[0], float(gram.diagonal().sum())
+    return math.nan if sq == 0 else (float(gram.sum()) - sq) / ((k - 1) * sq)
+
+
 def signal_fraction(grads: list[torch.Tensor]) -> float:
     """c = mean over pairs i != j of g_i . g_j, over the mean |g_i|^2: an estimate of |G|^2 / E|g|^2 (the share of
     a step gradient's squared norm that is signal), unbiased in numerator and denominator."""
-    k = len(grads)
-    total = torch.stack(grads).sum(0)
-    sq = sum(float(g @ g) for g in grads)
-    if sq == 0:
-        return math.nan
-    return (float(total @ total) - sq) / ((k - 1) * sq)
+    g = torch.stack(grads)
+    return _fraction(g @ g.T)
 
 
 def cosine_stats(grads: list[torch.Tensor]) -> dict:
     """The signal fraction c of independent step gradients with its jackknife standard error (leave one
-    gradient out), the implied per-step SNR c / (1 - c), and the plain pairwise cosines' range."""
+    gradient out), the implied per-step SNR c / (1 - c), and the plain pairwise cosines' range. Everything
+    comes from one k x k Gram matrix, so each gradient is read once."""
     k = len(grads)
     if k < 3:
         raise ValueError("need at least three gradients (two for the estimate, one more for its error)")
-    c = signal_fraction(grads)
-    loo = [signal_fraction(grads[:i] + grads[i + 1 :]) for i in range(k)]
+    g = torch.stack(grads)
+    gram = g @ g.T
+    c = _fraction(gram)
+    keep = [[j for j in range(k) if j != i] for i in range(k)]
+    loo = [_fraction(gram[idx][:, idx]) for idx in keep]
     # undefined figures are None (strict JSON): no gradient at all, or too few non-zero ones for the jackknife
     se = None
     if not any(math.isnan(x) for x in [c, *loo]):
         se = math.sqrt((k - 1) / k * sum((x - statistics.fmean(loo)) ** 2 for x in loo))
-    pairs = [(a, b) for a, b in itertools.combinations(grads, 2) if a.norm() > 0 and b.norm() > 0]
-    cos = [float(a @ b / (a.norm() * b.norm())) for a, b in pairs]
+    norms = gram.diagonal().sqrt()
+    cos = [float(gram[i, j] / (norms[i] * norms[j])) for i, j in itertools.combinations(range(k), 2)
+           if norms[i] > 0 and norms[j] > 0]  # fmt: skip
     return {"signal_fraction": None if math.isnan(c) else round(c, 5),
             "signal_fraction_se": None if se is None else round(se, 5),
             "snr2": None if math.isnan(c) or c >= 1 else round(c / (1 - c), 5),
@@ -111,8 +118,8 @@ def parse_variant(spec: str) -> tuple[str, list[str]]:
     if not sep or not name.strip():
         raise ValueError(f"variant {spec!r}: expected name:group.field=value,... (or name: for the config itself)")
     parts, depth, cur = [], 0, ""
-    for ch in sets:  # commas inside [...] belong to a list value (rollout.window_range=[0,2])
-        depth += {"[": 1, "]": -1}.get(ch, 0)
+    for ch in sets:  # commas inside [...] or {...} belong to the value (rollout.window_range=[0,2])
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(ch, 0)
         if ch == "," and depth == 0:
             parts.append(cur)
             cur = ""

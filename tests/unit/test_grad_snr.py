@@ -112,3 +112,20 @@ def test_by_module_splits_signal_from_noise():
     assert out["sig"]["signal_fraction"] == pytest.approx(1.0) and out["noise"]["signal_fraction"] == pytest.approx(0.0)
     assert out["sig"]["norm2_share"] == pytest.approx(0.5) and out["noise"]["norm2_share"] == pytest.approx(0.5)
     assert rec.segments(1) == {"sig": [(0, 1)], "noise": [(1, 4)], "dead": [(4, 6)]}
+
+
+def test_gram_statistics_match_the_direct_definitions():
+    # the Gram-matrix jackknife and cosines against the plain loops they replace, on random vectors
+    import itertools
+    import statistics
+
+    g = torch.Generator().manual_seed(1)
+    grads = [torch.randn(50, generator=g, dtype=torch.float64) + 0.3 for _ in range(6)]
+    st = cosine_stats(grads)
+    loo = [signal_fraction(grads[:i] + grads[i + 1 :]) for i in range(6)]
+    se = math.sqrt(5 / 6 * sum((x - statistics.fmean(loo)) ** 2 for x in loo))
+    cos = [float(a @ b / (a.norm() * b.norm())) for a, b in itertools.combinations(grads, 2)]
+    assert st["signal_fraction_se"] == pytest.approx(se, abs=1e-5)
+    assert st["cos_min"] == pytest.approx(min(cos), abs=1e-4) and st["cos_max"] == pytest.approx(max(cos), abs=1e-4)
+    assert parse_variant("d:task.train_categories=[position, counting],rollout.window_len=2")[1] == [
+        "task.train_categories=[position, counting]", "rollout.window_len=2"]  # fmt: skip
