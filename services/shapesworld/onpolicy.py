@@ -114,7 +114,7 @@ def label_rollouts(model: str, out: Path, per_prompt: dict[str, int], rollout: R
                 ctx = policy.encode(*tokenize(tok, [p.text for _, p in chunk], 24))
                 r = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, window_start=rng.randint(*ro.window_range),
                                   window_len=ro.window_len, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale,
-                                  generator=g)  # fmt: skip
+                                  generator=g, noise_block=ro.noise_block)  # fmt: skip
             for j, ((split, spec), im) in enumerate(zip(chunk, to_images(r.images))):
                 name = f"images/{i + j:06d}.png"
                 im.save(out / name)

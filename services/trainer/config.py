@@ -24,8 +24,13 @@ class RolloutConfig:
     # the advantage then speaks of the trained transitions (common random numbers) instead of mostly of the
     # untrained starting point; off by default (the reference and Flow-GRPO draw a noise per sample)
     shared_noise: bool = False
+    # the window's SDE noise is constant over noise_block x noise_block pixel blocks (flow_sde's block noise):
+    # f^2 fewer explored dimensions for the score-function gradient; 1 = the paper's per-pixel noise
+    noise_block: int = 1
 
     def __post_init__(self) -> None:
+        if self.noise_block < 1:
+            raise ValueError(f"rollout.noise_block must be >= 1 (1 = per-pixel noise), got {self.noise_block}")
         if self.group_size < 2:
             raise ValueError("GRPO needs group_size >= 2: advantages compare samples of one prompt")
         if self.prompts_per_step % self.chunks:

@@ -11,6 +11,14 @@ from 1 (noise) to 0 (data), and a step goes from t to t' < t with dt = t' - t < 
     log p   = mean over elements of -(x_t' - mu)^2 / (2 sigma_t^2 |dt|)   (constants dropped, as the reference)
 
 With a = 0 the step is the plain Euler ODE step x_t + v dt.
+
+Block noise (``block`` = f > 1; our departure, off by default): eps' is drawn on an (H/f, W/f) grid and repeated
+over f x f pixel blocks, so each pixel keeps the variance sigma_t^2 |dt| but the step explores only the
+block-constant (low-frequency) subspace, f^2 times fewer dimensions. The Gaussian then lives in that subspace:
+its score correction is projected onto it (mu = x + v dt + sigma^2 dt / (2t) P(x + (1 - t) v), which is the
+line above with P = identity), and the log-prob is that of the block means of x_t' - mu (P = average-pool then
+repeat, an orthogonal projection), mean over the coarse elements. A score-function gradient's noise grows with
+the dimension explored; colour, presence and position are low-frequency, so fewer dimensions should buy signal.
 """
 
 from __future__ import annotations
@@ -26,6 +34,23 @@ class SDEStep:
     log_prob: torch.Tensor  # (B,) mean over elements
     mean: torch.Tensor  # mu, (B, ...)
     std: torch.Tensor  # sigma_t * sqrt(|dt|), scalar tensor
+    block: int = 1  # the noise's pixel block (1 = isotropic, the paper's)
+
+
+def block_mean(x: torch.Tensor, block: int) -> torch.Tensor:
+    """The mean of each ``block`` x ``block`` pixel block of (B, C, H, W): coordinates in the block-noise subspace."""
+    if block == 1:
+        return x
+    if x.dim() != 4 or x.shape[-1] % block or x.shape[-2] % block:
+        raise ValueError(f"noise block {block} needs (B, C, H, W) images with H and W divisible by it, got {tuple(x.shape)}")
+    return torch.nn.functional.avg_pool2d(x, block)
+
+
+def project(x: torch.Tensor, block: int) -> torch.Tensor:
+    """Orthogonal projection onto block-constant images (block means repeated over their blocks)."""
+    if block == 1:
+        return x
+    return block_mean(x, block).repeat_interleave(block, -2).repeat_interleave(block, -1)
 
 
 def timesteps(n: int, shift: float = 1.0) -> torch.Tensor:
@@ -36,8 +61,9 @@ def timesteps(n: int, shift: float = 1.0) -> torch.Tensor:
 
 def sde_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, noise_level: float, *,
              t_cap: float | None = None, prev_sample: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> SDEStep:  # fmt: skip
-    """One stochastic step t -> t_next; with ``prev_sample`` it scores that sample instead of drawing one."""
+             generator: torch.Generator | None = None, block: int = 1) -> SDEStep:  # fmt: skip
+    """One stochastic step t -> t_next; with ``prev_sample`` it scores that sample instead of drawing one.
+    ``block`` > 1: block noise (module docstring)."""
     if not t_next < t:
         raise ValueError(f"time must decrease: t={t}, t_next={t_next}")
     dt = t_next - t
@@ -50,13 +76,20 @@ def sde_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, noise_le
     if sigma == 0:
         mean = xf + vf * dt
         sample = mean if prev_sample is None else prev_sample.float()
-        return SDEStep(sample.to(x.dtype), torch.zeros(x.shape[0]), mean, torch.tensor(0.0))
-    mean = xf * (1 + sigma**2 * dt / (2 * tt)) + vf * (1 + sigma**2 * (1 - tt) / (2 * tt)) * dt
+        return SDEStep(sample.to(x.dtype), torch.zeros(x.shape[0]), mean, torch.tensor(0.0), block)
+    if block == 1:  # the reference's arrangement of the same formula (kept: bit-identical rollouts)
+        mean = xf * (1 + sigma**2 * dt / (2 * tt)) + vf * (1 + sigma**2 * (1 - tt) / (2 * tt)) * dt
+    else:
+        mean = xf + vf * dt + sigma**2 * dt / (2 * tt) * project(xf + (1 - tt) * vf, block)
     std = sigma * (-dt) ** 0.5
     if prev_sample is None:
-        noise = torch.randn(x.shape, generator=generator, dtype=torch.float32, device=x.device)
+        coarse = block_mean(x, block).shape
+        noise = torch.randn(coarse, generator=generator, dtype=torch.float32, device=x.device)
+        if block > 1:
+            noise = noise.repeat_interleave(block, -2).repeat_interleave(block, -1)
         sample = mean + std * noise
     else:
         sample = prev_sample.float()
-    log_prob = (-((sample.detach() - mean) ** 2) / (2 * std**2)).flatten(1).mean(1)
-    return SDEStep(sample.to(x.dtype), log_prob, mean, std)
+    resid = block_mean(sample.detach() - mean, block)
+    log_prob = (-(resid**2) / (2 * std**2)).flatten(1).mean(1)
+    return SDEStep(sample.to(x.dtype), log_prob, mean, std, block)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from trainer.flow_sde import block_mean
+
 
 @dataclass
 class AdvantageStats:
@@ -117,13 +119,15 @@ def k3_kl(token_logp: torch.Tensor, token_logp_ref: torch.Tensor, mask: torch.Te
     return (k3 * m).sum(-1) / m.sum(-1).clamp(min=1)
 
 
-def gaussian_kl(mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
+def gaussian_kl(mean: torch.Tensor, mean_ref: torch.Tensor, std: torch.Tensor | float, block: int = 1) -> torch.Tensor:
     """KL between two SDE-step Gaussians with the same std, per sample, averaged over elements (the same
-    per-element mean as the log-probs): mean((mu - mu_ref)^2) / (2 std^2), shape (B,). Flow-GRPO's KL term."""
+    per-element mean as the log-probs): mean((mu - mu_ref)^2) / (2 std^2), shape (B,). Flow-GRPO's KL term.
+    With block noise (``block`` > 1) the Gaussians live in the block-constant subspace: the block means of
+    mu - mu_ref, averaged over the coarse elements."""
     std = torch.as_tensor(std, dtype=torch.float32)
     if float(std) == 0:
         return torch.zeros(mean.shape[0], dtype=mean.dtype)
-    return ((mean - mean_ref) ** 2).flatten(1).mean(1) / (2 * std**2)
+    return (block_mean(mean - mean_ref, block) ** 2).flatten(1).mean(1) / (2 * std**2)
 
 
 def check_first_ratio(log_ratio: torch.Tensor, tol: float = 1e-5) -> None:

@@ -26,13 +26,16 @@ class ImageRollout:
     x_after: torch.Tensor  # (B, W, C, H, W) the sampled x_t'
     logprobs: torch.Tensor  # (B, W)
     grid: torch.Tensor  # (n_steps + 1,) the time grid
+    noise_block: int = 1  # the SDE noise's pixel block (``flow_sde``); replays score with the same
 
 
 @torch.no_grad()
 def sample_images(policy: Policy, ctx: Context, *, n_steps: int = 16, shift: float = 3.0, window_start: int = 0,
                   window_len: int = 0, noise_level: float = 0.7, cfg_scale: float = 1.0,
-                  generator: torch.Generator | None = None, noise_group: int = 1) -> ImageRollout:  # fmt: skip
-    """``noise_group`` consecutive rows (a prompt's group) share one initial noise; 1 = a noise per row."""
+                  generator: torch.Generator | None = None, noise_group: int = 1,
+                  noise_block: int = 1) -> ImageRollout:  # fmt: skip
+    """``noise_group`` consecutive rows (a prompt's group) share one initial noise; 1 = a noise per row.
+    ``noise_block`` > 1: the window's SDE noise is constant over that many pixels square (``flow_sde``)."""
     b = ctx.hidden.shape[0]
     if noise_group < 1 or b % noise_group:
         raise ValueError(f"noise_group {noise_group} must divide the batch ({b} rows)")
@@ -44,7 +47,7 @@ def sample_images(policy: Policy, ctx: Context, *, n_steps: int = 16, shift: flo
         t, t_next = float(grid[i]), float(grid[i + 1])
         v = policy.velocity(x, torch.full((b,), t), ctx, cfg_scale)
         if i in window:
-            step = sde_step(x, v, t, t_next, noise_level, t_cap=float(grid[1]), generator=generator)
+            step = sde_step(x, v, t, t_next, noise_level, t_cap=float(grid[1]), generator=generator, block=noise_block)
             befores.append(x)
             afters.append(step.sample)
             logps.append(step.log_prob)
@@ -55,7 +58,7 @@ def sample_images(policy: Policy, ctx: Context, *, n_steps: int = 16, shift: flo
     return ImageRollout(
         images=x.clamp(-1, 1), steps=window,
         x_before=torch.stack(befores, 1) if befores else empty, x_after=torch.stack(afters, 1) if afters else empty,
-        logprobs=torch.stack(logps, 1) if logps else torch.zeros(b, 0), grid=grid,
+        logprobs=torch.stack(logps, 1) if logps else torch.zeros(b, 0), grid=grid, noise_block=noise_block,
     )  # fmt: skip
 
 
@@ -67,7 +70,8 @@ def replay_step(policy: Policy, ctx: Context, r: ImageRollout, k: int, *, noise_
     i = r.steps[k]
     t, t_next = float(r.grid[i]), float(r.grid[i + 1])
     v = policy.velocity(r.x_before[:, k], torch.full((b,), t), ctx, cfg_scale)
-    return sde_step(r.x_before[:, k], v, t, t_next, noise_level, t_cap=float(r.grid[1]), prev_sample=r.x_after[:, k])
+    return sde_step(r.x_before[:, k], v, t, t_next, noise_level, t_cap=float(r.grid[1]), prev_sample=r.x_after[:, k],
+                    block=r.noise_block)  # fmt: skip
 
 
 def recompute_logprobs(policy: Policy, ctx: Context, r: ImageRollout, *, noise_level: float = 0.7,

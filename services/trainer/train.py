@@ -159,7 +159,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                     with torch.no_grad(), policy.reference():
                         ref = replay_step(policy, ch.context(policy, G), r, k, noise_level=ro.noise_level,
                                           cfg_scale=ro.cfg_scale)  # fmt: skip
-                    kl = gaussian_kl(now.mean[ok], ref.mean[ok], now.std).mean()
+                    kl = gaussian_kl(now.mean[ok], ref.mean[ok], now.std, now.block).mean()
                     loss = loss + gr.kl_coef * kl
                     kls.append(float(kl.detach()))
                 (loss / n_terms).backward()
