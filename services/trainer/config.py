@@ -27,8 +27,13 @@ class RolloutConfig:
     # the window's SDE noise is constant over noise_block x noise_block pixel blocks (flow_sde's block noise):
     # f^2 fewer explored dimensions for the score-function gradient; 1 = the paper's per-pixel noise
     noise_block: int = 1
+    # the window's SDE noise comes in mirrored pairs (eps, -eps) within a group, so a pair's reward difference
+    # is a finite difference along eps (ES's mirrored sampling); with shared_noise a pair starts from one state
+    antithetic: bool = False
 
     def __post_init__(self) -> None:
+        if self.antithetic and self.group_size % 2:
+            raise ValueError(f"rollout.antithetic pairs a group's samples: group_size ({self.group_size}) must be even")
         if self.noise_block < 1:
             raise ValueError(f"rollout.noise_block must be >= 1 (1 = per-pixel noise), got {self.noise_block}")
         if self.group_size < 2:

@@ -65,7 +65,8 @@ def _sde(policy, ctx, cfg: TrainConfig, window_start: int, gen: torch.Generator)
     ro = cfg.rollout
     return sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, window_start=window_start,
                          window_len=ro.window_len, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale,
-                         generator=gen, noise_group=ro.group_size if ro.shared_noise else 1, noise_block=ro.noise_block)  # fmt: skip
+                         generator=gen, noise_group=ro.group_size if ro.shared_noise else 1, noise_block=ro.noise_block,
+                         antithetic=ro.antithetic)  # fmt: skip
 
 
 def t2i_round(policy, task, fetcher, cfg: TrainConfig, prompts: list[str], window_start: int, generators,

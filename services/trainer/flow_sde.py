@@ -61,9 +61,11 @@ def timesteps(n: int, shift: float = 1.0) -> torch.Tensor:
 
 def sde_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, noise_level: float, *,
              t_cap: float | None = None, prev_sample: torch.Tensor | None = None,
-             generator: torch.Generator | None = None, block: int = 1) -> SDEStep:  # fmt: skip
+             generator: torch.Generator | None = None, block: int = 1, antithetic: bool = False) -> SDEStep:  # fmt: skip
     """One stochastic step t -> t_next; with ``prev_sample`` it scores that sample instead of drawing one.
-    ``block`` > 1: block noise (module docstring)."""
+    ``block`` > 1: block noise (module docstring). ``antithetic``: rows 2j and 2j + 1 get opposite noises
+    (eps, -eps); each row's noise is still standard normal, so each sample and its log-prob are unchanged in
+    law, but a pair starting from one state brackets its mean (mirrored sampling)."""
     if not t_next < t:
         raise ValueError(f"time must decrease: t={t}, t_next={t_next}")
     dt = t_next - t
@@ -84,7 +86,13 @@ def sde_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, noise_le
     std = sigma * (-dt) ** 0.5
     if prev_sample is None:
         coarse = block_mean(x, block).shape
-        noise = torch.randn(coarse, generator=generator, dtype=torch.float32, device=x.device)
+        if antithetic:
+            if coarse[0] % 2:
+                raise ValueError(f"antithetic noise pairs rows: the batch ({coarse[0]} rows) must be even")
+            half = torch.randn((coarse[0] // 2, *coarse[1:]), generator=generator, dtype=torch.float32, device=x.device)
+            noise = torch.stack([half, -half], 1).flatten(0, 1)
+        else:
+            noise = torch.randn(coarse, generator=generator, dtype=torch.float32, device=x.device)
         if block > 1:
             noise = noise.repeat_interleave(block, -2).repeat_interleave(block, -1)
         sample = mean + std * noise

@@ -33,9 +33,11 @@ class ImageRollout:
 def sample_images(policy: Policy, ctx: Context, *, n_steps: int = 16, shift: float = 3.0, window_start: int = 0,
                   window_len: int = 0, noise_level: float = 0.7, cfg_scale: float = 1.0,
                   generator: torch.Generator | None = None, noise_group: int = 1,
-                  noise_block: int = 1) -> ImageRollout:  # fmt: skip
+                  noise_block: int = 1, antithetic: bool = False) -> ImageRollout:  # fmt: skip
     """``noise_group`` consecutive rows (a prompt's group) share one initial noise; 1 = a noise per row.
-    ``noise_block`` > 1: the window's SDE noise is constant over that many pixels square (``flow_sde``)."""
+    ``noise_block`` > 1: the window's SDE noise is constant over that many pixels square (``flow_sde``);
+    ``antithetic``: rows 2j and 2j + 1 take opposite window noises (with ``noise_group`` even, a pair starts
+    from one initial noise and brackets the same mean)."""
     b = ctx.hidden.shape[0]
     if noise_group < 1 or b % noise_group:
         raise ValueError(f"noise_group {noise_group} must divide the batch ({b} rows)")
@@ -47,7 +49,8 @@ def sample_images(policy: Policy, ctx: Context, *, n_steps: int = 16, shift: flo
         t, t_next = float(grid[i]), float(grid[i + 1])
         v = policy.velocity(x, torch.full((b,), t), ctx, cfg_scale)
         if i in window:
-            step = sde_step(x, v, t, t_next, noise_level, t_cap=float(grid[1]), generator=generator, block=noise_block)
+            step = sde_step(x, v, t, t_next, noise_level, t_cap=float(grid[1]), generator=generator, block=noise_block,
+                            antithetic=antithetic)  # fmt: skip
             befores.append(x)
             afters.append(step.sample)
             logps.append(step.log_prob)

@@ -79,8 +79,33 @@ def test_block_rollouts_replay_with_ratio_one():
         assert torch.allclose(project(noise, 4), noise, atol=1e-5) and float(noise.abs().max()) > 0
     check_first_ratio(recompute_logprobs(m, ctx, r, cfg_scale=2.0) - r.logprobs)
     assert r.logprobs.shape == (6, 3) and bool(torch.isfinite(r.logprobs).all())
+    pairs = sample_images(m, ctx, n_steps=5, window_len=3, cfg_scale=2.0, generator=torch.Generator().manual_seed(0),
+                          noise_group=2, noise_block=4, antithetic=True)  # fmt: skip
+    with torch.no_grad():
+        noise = pairs.x_after[:, 0] - replay_step(m, ctx, pairs, 0, cfg_scale=2.0).mean
+    assert torch.allclose(noise[0::2], -noise[1::2], atol=1e-6)  # each pair brackets its first mean
+    assert not torch.allclose(pairs.images[0], pairs.images[1])
+    check_first_ratio(recompute_logprobs(m, ctx, pairs, cfg_scale=2.0) - pairs.logprobs)
 
 
 def test_config_rejects_a_zero_block():
     with pytest.raises(ValueError, match="noise_block"):
         RolloutConfig(noise_block=0)
+
+
+def test_antithetic_pairs_mirror_their_noise():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8).repeat_interleave(2, 0)  # two pairs, each starting from one state
+    v = torch.randn(2, 3, 8, 8).repeat_interleave(2, 0)
+    for block in (1, 4):
+        step = sde_step(x, v, 0.8, 0.6, 0.7, block=block, antithetic=True, generator=torch.Generator().manual_seed(1))
+        noise = step.sample - step.mean
+        assert torch.allclose(noise[0], -noise[1]) and torch.allclose(noise[2], -noise[3])
+        assert not torch.allclose(noise[0], noise[2])  # pairs are independent of each other
+        assert torch.allclose(step.log_prob[0], step.log_prob[1])  # a mirrored pair is equally likely
+        again = sde_step(x, v, 0.8, 0.6, 0.7, block=block, prev_sample=step.sample)
+        assert torch.allclose(again.log_prob, step.log_prob)
+    with pytest.raises(ValueError, match="must be even"):
+        sde_step(x[:3], v[:3], 0.8, 0.6, 0.7, antithetic=True)
+    with pytest.raises(ValueError, match="group_size"):
+        RolloutConfig(group_size=5, antithetic=True)
