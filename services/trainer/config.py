@@ -52,10 +52,19 @@ class GRPOConfig:
     clip_range: float = 1e-4  # image ratio clip; choose it against the logged ratio spread
     inner_epochs: int = 1  # passes over one rollout batch (1 = on-policy)
     kl_coef: float = 0.0  # image KL to the reference (the loaded base); 0 = off, as the reference's main configs
+    # the image loss: "flow_grpo" (the paper's: clipped likelihood ratio of the SDE window's transitions) or "nft"
+    # (DiffusionNFT's forward-process loss on the finished images, grpo.nft_loss; our departure, same advantages)
+    objective: str = "flow_grpo"
+    nft_beta: float = 1.0  # nft: the step toward the implicit positive policy (and the trust region's stiffness)
+    nft_timesteps: int = 2  # nft: noised copies of each image per step, at times drawn as the sampler spaces them
 
     def __post_init__(self) -> None:
         if self.std_scope not in ("round", "group"):
             raise ValueError("grpo.std_scope must be 'round' or 'group'")
+        if self.objective not in ("flow_grpo", "nft"):
+            raise ValueError(f"grpo.objective must be 'flow_grpo' or 'nft', not {self.objective!r}")
+        if self.nft_beta <= 0 or self.nft_timesteps < 1:
+            raise ValueError("grpo.nft_beta must be > 0 and grpo.nft_timesteps >= 1")
 
 
 @dataclass

@@ -55,8 +55,12 @@ def project(x: torch.Tensor, block: int) -> torch.Tensor:
 
 def timesteps(n: int, shift: float = 1.0) -> torch.Tensor:
     """``n`` points from 1 to 0, shifted t -> s t / (1 + (s - 1) t) (s = 3 in the reference)."""
-    t = torch.linspace(1.0, 0.0, n, dtype=torch.float64)
-    return (shift * t / (1 + (shift - 1) * t)).float()
+    return shift_time(torch.linspace(1.0, 0.0, n, dtype=torch.float64), shift).float()
+
+
+def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """The timestep shift t -> s t / (1 + (s - 1) t): uniform t becomes the sampler's density of times."""
+    return shift * t / (1 + (shift - 1) * t)
 
 
 def sde_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, noise_level: float, *,

@@ -11,6 +11,10 @@
 * ``gaussian_kl``: the closed-form KL between the current and the reference policy's SDE-step Gaussians
   (same std, different means), for the optional image KL term.
 * ``k3_kl``: the k3 estimator of KL(pi_theta || pi_ref) per token, averaged per sequence.
+* ``nft_loss``: the forward-process objective of DiffusionNFT (Zheng et al., 2025), our departure from the
+  paper's image loss and an option beside it (``grpo.objective: nft``): the same group advantages, but instead
+  of a likelihood ratio of a few SDE transitions, a flow-matching regression on the finished images, pulled
+  toward images with a positive advantage and pushed from those with a negative one (its docstring).
 """
 
 from __future__ import annotations
@@ -136,3 +140,54 @@ def check_first_ratio(log_ratio: torch.Tensor, tol: float = 1e-5) -> None:
     if dev > tol:
         raise AssertionError(f"first-step ratio deviates from 1 by {dev:.2e} (> {tol:g}): rollout and training "
                              "compute different log-probs (dropout? different CFG? changed weights?)")  # fmt: skip
+
+
+@dataclass
+class NFTStats:
+    optimality_mean_abs: float  # mean |2r - 1|: how far the samples' optimality weights are from indifferent
+    velocity_max_dev: float  # max |v - v_old|: 0 on the first inner step; the trust region's scale after
+
+
+def optimality(adv: torch.Tensor, scale: float) -> torch.Tensor:
+    """DiffusionNFT's optimality probability r = 1/2 + 1/2 clamp(A / scale, -1, 1) in [0, 1], (B,)."""
+    if scale <= 0:
+        raise ValueError(f"the advantage scale must be > 0, got {scale}")
+    return 0.5 + 0.5 * (adv / scale).clamp(-1, 1)
+
+
+def nft_loss(v: torch.Tensor, v_old: torch.Tensor, target: torch.Tensor, adv: torch.Tensor, *, beta: float = 1.0,
+             adv_scale: float = 5.0) -> tuple[torch.Tensor, NFTStats]:  # fmt: skip
+    """DiffusionNFT's loss for one noised copy of each finished image, per-sample mean over elements.
+
+    ``v``: the current velocity at x_t = (1 - t) x0 + t eps, (B, ...); ``v_old``: the rollout policy's (no
+    gradient); ``target``: eps - x0; ``adv``: (B,) group advantages. With r = ``optimality(adv, adv_scale)``,
+    the implicit positive and negative policies v+ = (1 - beta) v_old + beta v and v- = (1 + beta) v_old - beta v
+    are regressed onto the target with weights r and 1 - r:
+
+        loss = mean_i  r_i |v+_i - target_i|^2 + (1 - r_i) |v-_i - target_i|^2      (|.|^2: mean over elements)
+
+    Its gradient in v at v = v_old is 2 beta (2 r - 1) (v_old - target): advantage-weighted flow matching, which
+    moves the velocity toward the images with A > 0 and away from those with A < 0 (the group's mean cancels).
+    Away from v_old a term 2 beta^2 (v - v_old) pulls it back: a trust region in place of the ratio clip. No
+    log-probability is needed, so every timestep of every image can be trained, at one forward each."""
+    if not (v.shape == v_old.shape == target.shape) or adv.shape != v.shape[:1]:
+        raise ValueError(f"velocities {tuple(v.shape)}, {tuple(v_old.shape)}, target {tuple(target.shape)} and "
+                         f"advantage {tuple(adv.shape)} must agree: (B, ...) and (B,)")  # fmt: skip
+    if v.shape[0] == 0:
+        raise ValueError("no samples to train on: drop chunks whose rewards all failed before computing the loss")
+    if beta <= 0:
+        raise ValueError(f"nft beta must be > 0, got {beta}")
+    r = optimality(adv, adv_scale).to(v.dtype)
+    v_old = v_old.detach()
+    pos = ((1 - beta) * v_old + beta * v - target).pow(2).flatten(1).mean(1)
+    neg = ((1 + beta) * v_old - beta * v - target).pow(2).flatten(1).mean(1)
+    loss = (r * pos + (1 - r) * neg).mean()
+    with torch.no_grad():
+        stats = NFTStats(float((2 * r - 1).abs().mean()), float((v - v_old).abs().max()))
+    return loss, stats
+
+
+def velocity_kl(v: torch.Tensor, v_ref: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared velocity difference to the reference, (B,): the KL between the two policies'
+    Euler-Maruyama steps up to a factor that depends only on t (the image KL term of the nft objective)."""
+    return (v - v_ref.detach()).pow(2).flatten(1).mean(1)

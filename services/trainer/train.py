@@ -7,7 +7,9 @@ Refinement rewards are rectified (a refinement that does not beat its initial im
 reward); the plan format reward is added for reasoning. Rewards become group-relative advantages (NaN
 rewards excluded); the window transitions are replayed under the current weights for the clipped-ratio loss
 (one backward per trained timestep, as the reference), and the text written before the image gets the same
-advantage through the sequence-level text loss; step. ``reflect.every`` interleaves refinement and
+advantage through the sequence-level text loss; step. With ``grpo.objective: nft`` the image loss is instead
+DiffusionNFT's forward-process regression on noised copies of the finished images (``grpo.nft_loss``), weighted
+by the same advantages; the text loss is unchanged. ``reflect.every`` interleaves refinement and
 text-to-image rounds in one run (mixed training), each round normalised within its own groups.
 
 How it departs from the reference: rewards come from the DVReward service over HTTP in batches, not one
@@ -38,7 +40,8 @@ import torch
 from trainer.config import TrainConfig
 from trainer.distributed import Dist
 from trainer.episodes import refine_round, t2i_round
-from trainer.grpo import check_first_ratio, gaussian_kl, group_advantages, image_policy_loss
+from trainer.flow_sde import shift_time
+from trainer.grpo import check_first_ratio, gaussian_kl, group_advantages, image_policy_loss, nft_loss, velocity_kl
 from trainer.monitor import Monitor, plot_curves
 from trainer.reasoning import plan_loss
 from trainer.reflection import rectify
@@ -78,6 +81,7 @@ class StepStats:
     text_clip_fraction: float | None = None
     r_init_mean: float | None = None  # refinement: mean reward of the images being refined
     n_improved: int | None = None  # refinement: refined images that beat their R_init (over all ranks)
+    velocity_max_dev: float | None = None  # nft: max |v - v_old| over the step's passes (0 with one inner pass)
 
 
 REWARD_LABELS = {"decomposed": "DVReward", "holistic": "holistic question", "oracle": "oracle: a diagnostic ceiling"}
@@ -93,6 +97,22 @@ def chunk_generator(seed: int, step: int, chunk: int) -> torch.Generator:
     """The noise of one rollout chunk: a function of (seed, step, global chunk index), so any rank (or a
     resumed run) that samples this chunk draws exactly the same images."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + chunk)
+
+
+def nft_generator(seed: int, step: int, row: int, k: int) -> torch.Generator:
+    """The noise that nft adds to the images of the chunk starting at global ``row``, copy ``k``: a function of
+    (seed, step, row, k) like the rollout's, and a different stream from it."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + row) * 31 + k + 17)
+
+
+def nft_noised(x0: torch.Tensor, shift: float, generator: torch.Generator):
+    """A noised copy of finished images for the nft loss: t = shift(u), u uniform (so times fall as densely as
+    the sampler's steps do), x_t = (1 - t) x0 + t eps, target eps - x0. Returns (x_t, t, target, None)."""
+    b = x0.shape[0]
+    t = shift_time(torch.rand(b, generator=generator, dtype=torch.float64), shift).float()
+    eps = torch.randn(x0.shape, generator=generator)
+    tb = t.view(b, *([1] * (x0.dim() - 1)))
+    return (1 - tb) * x0 + tb * eps, t, eps - x0, None
 
 
 def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig, step: int,
@@ -140,17 +160,41 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                          True, rnd.sample_s, rnd.reward_wait_s, 0.0, **extra)  # fmt: skip
 
     # ---- policy update: one backward per trained timestep (+ one for the text), gradients summed over ranks --
-    losses, kls, clip_fracs, devs, text_losses, text_clips = [], [], [], [], [], []
-    n_terms = ro.chunks * ro.window_len  # global: each term is a mean over one chunk's samples
-    text_weight = (fc.text_loss_weight if refining else rc.text_loss_weight) * ro.window_len / n_terms
+    losses, kls, clip_fracs, devs, text_losses, text_clips, v_devs = [], [], [], [], [], [], []
+    nft = gr.objective == "nft"
+    n_image = gr.nft_timesteps if nft else ro.window_len  # trained image terms per chunk
+    n_terms = ro.chunks * n_image  # global: each term is a mean over one chunk's samples
+    text_weight = (fc.text_loss_weight if refining else rc.text_loss_weight) * n_image / n_terms
     params = [p for p in policy.parameters() if p.requires_grad]
+    nft_old: dict = {}  # nft: (chunk row, k) -> the noised image, its time, target and v_old, fixed for the step
     for epoch in range(gr.inner_epochs):
         opt.zero_grad(set_to_none=True)
         for ch in rnd.chunks:
             r, a, ok = ch.images, adv[ch.rows], valid[ch.rows]
             if not bool(ok.any()):  # every reward of this chunk failed (NaN): it adds nothing to the gradient
                 continue
-            for k in range(len(r.steps)):
+            for k in range(gr.nft_timesteps if nft else 0):  # DiffusionNFT: regress on the finished images
+                ctx = ch.context(policy, G)
+                if epoch == 0:
+                    nft_old[ch.rows.start, k] = nft_noised(r.images, ro.shift, nft_generator(cfg.run.seed, step, ch.rows.start, k))
+                xt, t, target, v_old = nft_old[ch.rows.start, k]
+                v = policy.velocity(xt, t, ctx, 1.0)
+                if v_old is None:  # first pass: the rollout's velocity is the current one
+                    v_old = v.detach()
+                    nft_old[ch.rows.start, k] = (xt, t, target, v_old)
+                loss, ns = nft_loss(v[ok], v_old[ok], target[ok], a[ok], beta=gr.nft_beta, adv_scale=gr.adv_clip)
+                if gr.kl_coef > 0:
+                    with torch.no_grad(), policy.reference():
+                        v_ref = policy.velocity(xt, t, ch.context(policy, G), 1.0)
+                    kl = velocity_kl(v[ok], v_ref[ok]).mean()
+                    loss = loss + gr.kl_coef * kl
+                    kls.append(float(kl.detach()))
+                (loss / n_terms).backward()
+                losses.append(float(loss.detach()))
+                clip_fracs.append(0.0)  # no ratio, no clip: the loss's own trust region (nft_loss) bounds the step
+                devs.append(0.0)
+                v_devs.append(ns.velocity_max_dev)
+            for k in range(0 if nft else len(r.steps)):
                 now = replay_step(policy, ch.context(policy, G), r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                 if epoch == 0:
                     check_first_ratio(now.log_prob[ok] - r.logprobs[ok, k])
@@ -181,6 +225,8 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                                                   mean(text_clips)])  # fmt: skip
     if text_losses or rc.enabled or fc.enabled:
         extra |= {"text_loss": tl_m, "text_clip_fraction": tc_m}
+    if nft:
+        extra["velocity_max_dev"] = dist.max(max(v_devs, default=0.0))
     return StepStats(loss_m, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, kl_m, clip_m,
                      dist.max(max(devs)), False, rnd.sample_s, rnd.reward_wait_s, time.perf_counter() - t1, **extra)  # fmt: skip
 

@@ -154,6 +154,36 @@ def test_kl_term_and_holistic_reward(verifier_url, tmp_path):
     assert len(one.values) == 1 and math.isnan(one.quality[0])  # no quality question: holistic P(yes) only
 
 
+def test_nft_objective_trains_resumes_bit_exactly_and_keeps_its_trust_region(verifier_url, tmp_path):
+    """grpo.objective nft (DiffusionNFT's forward-process loss on the finished images): against the real
+    services it trains the image head and the LM, with two inner passes (the second against the first pass's
+    cached velocities) and a KL to the frozen base; and a resumed nft run ends bit-identical."""
+    task = ToyTask()
+
+    def nft_config(run_dir, steps):
+        cfg = config(run_dir, steps, verifier_url)
+        cfg.grpo = GRPOConfig(objective="nft", nft_timesteps=2, nft_beta=0.5, inner_epochs=2, kl_coef=0.1)
+        cfg.optim.lr = 1e-3
+        return cfg
+
+    straight = policy(task)
+    before = {k: v.clone() for k, v in straight.state_dict().items()}
+    records = train(nft_config(tmp_path / "a", 3), straight, task, RewardFetcher(verifier_url), progress=False)
+    assert len(records) == 3
+    for r in records:
+        assert not r["skipped"] and math.isfinite(r["loss"]) and r["clip_fraction"] == 0.0 and r["n_invalid"] == 0
+    # the second inner pass already moved away from the base, and is measured against the first pass's velocities
+    assert records[0]["kl"] > 0 and records[0]["velocity_max_dev"] > 0
+    changed = [k for k, v in straight.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("unet.") for k in changed) and any(k.startswith("lm.") for k in changed)
+    interrupted = policy(task)
+    train(nft_config(tmp_path / "b", 2), interrupted, task, RewardFetcher(verifier_url), progress=False)
+    resumed = policy(task)
+    train(nft_config(tmp_path / "b", 3), resumed, task, RewardFetcher(verifier_url), resume=True, progress=False)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_reasoning_run_trains_plans_and_images(verifier_url, tmp_path):
     """Think, then generate: each sample writes its own plan, the image is drawn from prompt + plan, and one
     advantage trains both (the text ratio == 1 check runs inside); the format rate and plan loss are logged,
