@@ -107,12 +107,36 @@ def nft_generator(seed: int, step: int, row: int, k: int) -> torch.Generator:
 
 def nft_noised(x0: torch.Tensor, shift: float, generator: torch.Generator):
     """A noised copy of finished images for the nft loss: t = shift(u), u uniform (so times fall as densely as
-    the sampler's steps do), x_t = (1 - t) x0 + t eps, target eps - x0. Returns (x_t, t, target, None)."""
+    the sampler's steps do), x_t = (1 - t) x0 + t eps, target eps - x0. Returns (x_t, t, target)."""
     b = x0.shape[0]
     t = shift_time(torch.rand(b, generator=generator, dtype=torch.float64), shift).float()
     eps = torch.randn(x0.shape, generator=generator)
     tb = t.view(b, *([1] * (x0.dim() - 1)))
-    return (1 - tb) * x0 + tb * eps, t, eps - x0, None
+    return (1 - tb) * x0 + tb * eps, t, eps - x0
+
+
+def nft_term(policy, ch, cfg: TrainConfig, step: int, k: int, adv: torch.Tensor, ok: torch.Tensor, cache: dict):
+    """The nft loss (+ the velocity KL) of noised copy ``k`` of one chunk's images. The first pass of a step
+    fixes, in ``cache``, the noised images, the rollout policy's velocity v_old and the reference's, so later
+    inner passes are measured against them and compute neither again. Returns (loss, kl or None, max |v - v_old|)."""
+    gr = cfg.grpo
+    key = (ch.rows.start, k)
+    first = key not in cache
+    if first:
+        gen = nft_generator(cfg.run.seed, step, ch.rows.start, k)
+        cache[key] = dict(zip(("xt", "t", "target"), nft_noised(ch.images.images, cfg.rollout.shift, gen)))
+    c = cache[key]
+    v = policy.velocity(c["xt"], c["t"], ch.context(policy, cfg.rollout.group_size), 1.0)
+    if first:  # the rollout's velocity is the current one
+        c["v_old"] = v.detach()
+        if gr.kl_coef > 0:
+            with torch.no_grad(), policy.reference():
+                c["v_ref"] = policy.velocity(c["xt"], c["t"], ch.context(policy, cfg.rollout.group_size), 1.0)
+    loss, ns = nft_loss(v[ok], c["v_old"][ok], c["target"][ok], adv[ok], beta=gr.nft_beta, adv_scale=gr.adv_clip)
+    if gr.kl_coef <= 0:
+        return loss, None, ns.velocity_max_dev
+    kl = velocity_kl(v[ok], c["v_ref"][ok]).mean()
+    return loss + gr.kl_coef * kl, float(kl.detach()), ns.velocity_max_dev
 
 
 def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig, step: int,
@@ -166,7 +190,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
     n_terms = ro.chunks * n_image  # global: each term is a mean over one chunk's samples
     text_weight = (fc.text_loss_weight if refining else rc.text_loss_weight) * n_image / n_terms
     params = [p for p in policy.parameters() if p.requires_grad]
-    nft_old: dict = {}  # nft: (chunk row, k) -> the noised image, its time, target and v_old, fixed for the step
+    nft_old: dict = {}  # nft: what the first pass fixes for the step (nft_term)
     for epoch in range(gr.inner_epochs):
         opt.zero_grad(set_to_none=True)
         for ch in rnd.chunks:
@@ -174,26 +198,14 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
             if not bool(ok.any()):  # every reward of this chunk failed (NaN): it adds nothing to the gradient
                 continue
             for k in range(gr.nft_timesteps if nft else 0):  # DiffusionNFT: regress on the finished images
-                ctx = ch.context(policy, G)
-                if epoch == 0:
-                    nft_old[ch.rows.start, k] = nft_noised(r.images, ro.shift, nft_generator(cfg.run.seed, step, ch.rows.start, k))
-                xt, t, target, v_old = nft_old[ch.rows.start, k]
-                v = policy.velocity(xt, t, ctx, 1.0)
-                if v_old is None:  # first pass: the rollout's velocity is the current one
-                    v_old = v.detach()
-                    nft_old[ch.rows.start, k] = (xt, t, target, v_old)
-                loss, ns = nft_loss(v[ok], v_old[ok], target[ok], a[ok], beta=gr.nft_beta, adv_scale=gr.adv_clip)
-                if gr.kl_coef > 0:
-                    with torch.no_grad(), policy.reference():
-                        v_ref = policy.velocity(xt, t, ch.context(policy, G), 1.0)
-                    kl = velocity_kl(v[ok], v_ref[ok]).mean()
-                    loss = loss + gr.kl_coef * kl
-                    kls.append(float(kl.detach()))
+                loss, kl, v_dev = nft_term(policy, ch, cfg, step, k, a, ok, nft_old)
                 (loss / n_terms).backward()
                 losses.append(float(loss.detach()))
+                if kl is not None:
+                    kls.append(kl)
                 clip_fracs.append(0.0)  # no ratio, no clip: the loss's own trust region (nft_loss) bounds the step
                 devs.append(0.0)
-                v_devs.append(ns.velocity_max_dev)
+                v_devs.append(v_dev)
             for k in range(0 if nft else len(r.steps)):
                 now = replay_step(policy, ch.context(policy, G), r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                 if epoch == 0:
