@@ -110,6 +110,16 @@ class TaskConfig:
     eval_categories: list[str] | None = None  # held-out categories evaluated (None: the task's default)
 
 
+def _as_float(group: str, f, value):
+    """YAML 1.1 reads ``5e-5`` (no dot) as a string; take it as the float a float field means, or say which field."""
+    if isinstance(value, str) and str(f.type).split(" | ")[0] == "float":
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{group}.{f.name}: expected a number, got {value!r}") from None
+    return value
+
+
 @dataclass
 class OptimConfig:
     lr: float = 1e-5
@@ -209,6 +219,9 @@ class TrainConfig:
                 raise ValueError(f"unknown keys {bad} in '{name}'; known: {sorted(f.name for f in fields(klass))}")
             if "window_range" in value:
                 value["window_range"] = tuple(value["window_range"])
+            for f in fields(klass):
+                if f.name in value:
+                    value[f.name] = _as_float(name, f, value[f.name])
             kwargs[name] = klass(**value)
         return cls(**kwargs)
 

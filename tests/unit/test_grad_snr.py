@@ -95,6 +95,10 @@ def test_config_overrides_are_validated():
         cfg.with_overrides(["rollout.window_len"])
     with pytest.raises(ValueError, match="not valid YAML"):
         cfg.with_overrides(["rollout.window_range=[0"])
+    # YAML 1.1 reads 5e-5 as a string: a float field takes it as the number; a word is refused by name
+    assert cfg.with_overrides(["optim.lr=5e-5", "run.max_minutes=1e2"]).optim.lr == 5e-5
+    with pytest.raises(ValueError, match=r"optim.lr: expected a number, got 'fast'"):
+        cfg.with_overrides(["optim.lr=fast"])
 
 
 def test_by_module_splits_signal_from_noise():
