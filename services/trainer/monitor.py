@@ -30,6 +30,8 @@ class TrainerMetrics:
         self.kl = g("kl", "last step's KL to the reference (0 when the KL term is off)")
         self.clip_fraction = g("clip_fraction", "share of ratios that hit the clip in the last step")
         self.ratio_max_dev = g("ratio_max_dev", "max |ratio - 1| in the last step")
+        self.velocity_max_dev = g("velocity_max_dev", "grpo.objective nft: max |v - v_old| over the last step's "
+                                  "inner passes (0 with one pass); there is no ratio, so ratio_max_dev stays 0")
         self.samples_per_second = g("samples_per_second", "images per second over the last step")
         self.reward_wait_fraction = g("reward_wait_fraction", "share of the last step blocked on rewards")
         self.text_loss = g("text_loss", "last step's loss of the text written before the image (plan or edit)")
@@ -50,7 +52,7 @@ class TrainerMetrics:
     def observe(self, rec: dict) -> None:
         """Update from one JSONL record of the training loop."""
         self.step.set(rec["step"])
-        for name in ("loss", "kl", "clip_fraction", "ratio_max_dev", "samples_per_second", "reward_wait_fraction",
+        for name in ("loss", "kl", "clip_fraction", "ratio_max_dev", "velocity_max_dev", "samples_per_second", "reward_wait_fraction",
                      "frac_reward_zero_std", "reward_mean", "reward_std", "text_loss", "format_rate", "r_init_mean",
                      "n_improved"):  # fmt: skip
             value = rec.get(name)
