@@ -57,6 +57,10 @@ class GRPOConfig:
     objective: str = "flow_grpo"
     nft_beta: float = 1.0  # nft: the step toward the implicit positive policy (and the trust region's stiffness)
     nft_timesteps: int = 2  # nft: noised copies of each image per step, at times drawn as the sampler spaces them
+    # nft: sample rollouts (and v_old) from an EMA of the trained weights, DiffusionNFT's soft update
+    # (trainer/sampling_ema.py): decay min(ema_rate * step, ema_max); ema_max 0 = off (on-policy)
+    ema_max: float = 0.0
+    ema_rate: float = 0.001
 
     def __post_init__(self) -> None:
         if self.std_scope not in ("round", "group"):
@@ -65,6 +69,11 @@ class GRPOConfig:
             raise ValueError(f"grpo.objective must be 'flow_grpo' or 'nft', not {self.objective!r}")
         if self.nft_beta <= 0 or self.nft_timesteps < 1:
             raise ValueError("grpo.nft_beta must be > 0 and grpo.nft_timesteps >= 1")
+        if not 0 <= self.ema_max < 1 or self.ema_rate < 0:
+            raise ValueError(f"grpo.ema_max must be in [0, 1) and grpo.ema_rate >= 0; got {self.ema_max}, {self.ema_rate}")
+        if self.ema_max > 0 and self.objective != "nft":
+            raise ValueError("grpo.ema_max > 0 needs grpo.objective 'nft': Flow-GRPO's ratio is taken against the "
+                             "rollout policy, which must then be the trained one")  # fmt: skip
 
 
 @dataclass
@@ -193,6 +202,11 @@ class TrainConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.grpo.ema_max > 0 and (self.reason.enabled or self.reflect.enabled):
+            raise ValueError("grpo.ema_max > 0 is for text-to-image only: the plan's token ratio is taken against "
+                             "the rollout policy, which must then be the trained one")  # fmt: skip
 
     def task_kwargs(self) -> dict:
         """Keyword arguments of the task (held-out evaluation, prompt categories, planning)."""

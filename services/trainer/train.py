@@ -9,7 +9,8 @@ rewards excluded); the window transitions are replayed under the current weights
 (one backward per trained timestep, as the reference), and the text written before the image gets the same
 advantage through the sequence-level text loss; step. With ``grpo.objective: nft`` the image loss is instead
 DiffusionNFT's forward-process regression on noised copies of the finished images (``grpo.nft_loss``), weighted
-by the same advantages; the text loss is unchanged. ``reflect.every`` interleaves refinement and
+by the same advantages; the text loss is unchanged; ``grpo.ema_max`` then samples the rollouts (and v_old) from an
+EMA of the trained weights (``sampling_ema.py``, DiffusionNFT's soft update). ``reflect.every`` interleaves refinement and
 text-to-image rounds in one run (mixed training), each round normalised within its own groups.
 
 How it departs from the reference: rewards come from the DVReward service over HTTP in batches, not one
@@ -27,6 +28,7 @@ knows nothing about any world.
 from __future__ import annotations
 
 import itertools
+from contextlib import nullcontext
 import json
 import logging
 import random
@@ -47,6 +49,7 @@ from trainer.reasoning import plan_loss
 from trainer.reflection import rectify
 from trainer.reward import RewardFetcher
 from trainer.rollout import replay_step
+from trainer.sampling_ema import SamplingEMA, soft_update_decay
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,8 @@ class StepStats:
     r_init_mean: float | None = None  # refinement: mean reward of the images being refined
     n_improved: int | None = None  # refinement: refined images that beat their R_init (over all ranks)
     velocity_max_dev: float | None = None  # nft: max |v - v_old| over the step's passes (0 with one inner pass)
+    ema_decay: float | None = None  # grpo.ema_max: this step's soft-update decay eta
+    ema_gap: float | None = None  # grpo.ema_max: max |theta - theta_old| after the update
 
 
 REWARD_LABELS = {"decomposed": "DVReward", "holistic": "holistic question", "oracle": "oracle: a diagnostic ceiling"}
@@ -115,20 +120,27 @@ def nft_noised(x0: torch.Tensor, shift: float, generator: torch.Generator):
     return (1 - tb) * x0 + tb * eps, t, eps - x0
 
 
-def nft_term(policy, ch, cfg: TrainConfig, step: int, k: int, adv: torch.Tensor, ok: torch.Tensor, cache: dict):
+def nft_term(policy, ch, cfg: TrainConfig, step: int, k: int, adv: torch.Tensor, ok: torch.Tensor, cache: dict,
+             ema: SamplingEMA | None = None):  # fmt: skip
     """The nft loss (+ the velocity KL) of noised copy ``k`` of one chunk's images. The first pass of a step
-    fixes, in ``cache``, the noised images, the rollout policy's velocity v_old and the reference's, so later
-    inner passes are measured against them and compute neither again. Returns (loss, kl or None, max |v - v_old|)."""
+    fixes, in ``cache``, the noised images, the rollout policy's velocity v_old (the current weights', or the
+    sampling EMA's) and the reference's, so later inner passes are measured against them and compute neither
+    again. Returns (loss, kl or None, max |v - v_old|)."""
     gr = cfg.grpo
+    G = cfg.rollout.group_size
     key = (ch.rows.start, k)
     first = key not in cache
     if first:
         gen = nft_generator(cfg.run.seed, step, ch.rows.start, k)
         cache[key] = dict(zip(("xt", "t", "target"), nft_noised(ch.images.images, cfg.rollout.shift, gen)))
+        if ema is not None:  # the rollout policy is theta_old, not the weights being trained
+            with ema.active():
+                cache[key]["v_old"] = policy.velocity(cache[key]["xt"], cache[key]["t"], ch.context(policy, G), 1.0)
     c = cache[key]
-    v = policy.velocity(c["xt"], c["t"], ch.context(policy, cfg.rollout.group_size), 1.0)
-    if first:  # the rollout's velocity is the current one
-        c["v_old"] = v.detach()
+    v = policy.velocity(c["xt"], c["t"], ch.context(policy, G), 1.0)
+    if first:
+        if ema is None:  # the rollout's velocity is the current one
+            c["v_old"] = v.detach()
         if gr.kl_coef > 0:
             with torch.no_grad(), policy.reference():
                 c["v_ref"] = policy.velocity(c["xt"], c["t"], ch.context(policy, cfg.rollout.group_size), 1.0)
@@ -140,7 +152,7 @@ def nft_term(policy, ch, cfg: TrainConfig, step: int, k: int, adv: torch.Tensor,
 
 
 def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig, step: int,
-               dist: Dist = Dist()) -> StepStats:  # fmt: skip
+               dist: Dist = Dist(), ema: SamplingEMA | None = None) -> StepStats:  # fmt: skip
     ro, gr, rc, fc = cfg.rollout, cfg.grpo, cfg.reason, cfg.reflect
     G = ro.group_size
     rng, _ = step_rng(cfg.run.seed, step)
@@ -148,8 +160,9 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
     window_start = rng.randint(*ro.window_range)
     refining = fc.enabled and step % fc.every == 0  # mixed runs interleave refinement and text-to-image rounds
     rollout = refine_round if refining else t2i_round
-    rnd = rollout(policy, task, fetcher, cfg, prompts, window_start, lambda c: chunk_generator(cfg.run.seed, step, c),
-                  dist.rank, dist.world)  # fmt: skip
+    with ema.active() if ema is not None else nullcontext():  # DiffusionNFT's soft update: sample with theta_old
+        rnd = rollout(policy, task, fetcher, cfg, prompts, window_start,
+                      lambda c: chunk_generator(cfg.run.seed, step, c), dist.rank, dist.world)  # fmt: skip
     extra: dict = {"round": rnd.kind} if fc.enabled or rc.enabled else {}
 
     # ---- rewards: rectified (refinement), plus the plan bonus (reasoning); NaN stays NaN ---------------------
@@ -198,7 +211,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
             if not bool(ok.any()):  # every reward of this chunk failed (NaN): it adds nothing to the gradient
                 continue
             for k in range(gr.nft_timesteps if nft else 0):  # DiffusionNFT: regress on the finished images
-                loss, kl, v_dev = nft_term(policy, ch, cfg, step, k, a, ok, nft_old)
+                loss, kl, v_dev = nft_term(policy, ch, cfg, step, k, a, ok, nft_old, ema)
                 (loss / n_terms).backward()
                 losses.append(float(loss.detach()))
                 if kl is not None:
@@ -232,6 +245,10 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
         dist.sum_grads(params)
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         opt.step()
+    if ema is not None:  # theta_old <- eta theta_old + (1 - eta) theta (identical on every rank)
+        eta = soft_update_decay(step, gr.ema_rate, gr.ema_max)
+        ema.update(eta)
+        extra |= {"ema_decay": eta, "ema_gap": ema.max_gap()}
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
     loss_m, kl_m, clip_m, tl_m, tc_m = dist.mean([mean(losses), mean(kls), mean(clip_fracs), mean(text_losses),
                                                   mean(text_clips)])  # fmt: skip
@@ -243,20 +260,27 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                      dist.max(max(devs)), False, rnd.sample_s, rnd.reward_wait_s, time.perf_counter() - t1, **extra)  # fmt: skip
 
 
-def save_checkpoint(run: Path, policy, opt, step: int, fingerprint: float | None = None) -> None:
-    """Weights, optimizer and step (safetensors + JSON, atomic: never half-written)."""
+def save_checkpoint(run: Path, policy, opt, step: int, fingerprint: float | None = None,
+                    ema: SamplingEMA | None = None) -> None:  # fmt: skip
+    """Weights, optimizer, step and the sampling EMA if any (safetensors + JSON, atomic: never half-written)."""
     from checkpoint import save
 
-    save(run, policy, opt, {"step": step, "fingerprint": fingerprint})
+    extra = {"sampling_ema": ema.state_dict()} if ema is not None else None
+    save(run, policy, opt, {"step": step, "fingerprint": fingerprint}, extra)
 
 
-def load_checkpoint(run: Path, policy, opt) -> int:
+def load_checkpoint(run: Path, policy, opt, ema: SamplingEMA | None = None) -> int:
     """Restore the latest checkpoint and check that the restored policy evaluates as it did when saved."""
-    from checkpoint import load
+    from checkpoint import load, load_extra
 
     state = load(run, policy, opt)
     if hasattr(policy, "check_fingerprint"):
         policy.check_fingerprint(state.get("fingerprint"), f"checkpoint of {run}")
+    if ema is not None:
+        try:
+            ema.load_state_dict(load_extra(run, "sampling_ema"))
+        except FileNotFoundError as e:
+            raise RuntimeError(f"{run}'s checkpoint has no sampling EMA: it was saved with grpo.ema_max 0") from e
     return state["step"]
 
 
@@ -279,7 +303,8 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
         policy.freeze_reference()  # the loaded base; a LoRA policy disables its adapters instead
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)  # fmt: skip
-    start = load_checkpoint(run, policy, opt) if resume and latest(run) is not None else 0
+    ema = SamplingEMA(policy) if cfg.grpo.ema_max > 0 else None  # theta_old starts as the loaded weights
+    start = load_checkpoint(run, policy, opt, ema) if resume and latest(run) is not None else 0
     fingerprint = policy.fingerprint() if hasattr(policy, "fingerprint") else None
     main = dist.is_main
     if main:
@@ -304,7 +329,7 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
     t_start = time.monotonic()
     for step in bar:
         t0 = time.perf_counter()
-        st = train_step(policy, task, fetcher, opt, cfg, step, dist)
+        st = train_step(policy, task, fetcher, opt, cfg, step, dist, ema)
         wall = time.perf_counter() - t0
         rec = {"step": step + 1, **{k: v for k, v in st.__dict__.items() if v is not None}, "step_s": round(wall, 3),
                "reward_wait_fraction": round(st.reward_wait_s / wall, 4),
@@ -315,7 +340,7 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
             rec["eval"] = task.evaluate(policy, step + 1)
             bar.write(f"step {step + 1}: eval {rec['eval']}")
         if main and ((step + 1) % cfg.run.checkpoint_every == 0 or last):
-            save_checkpoint(run, policy, opt, step + 1, policy.fingerprint() if fingerprint is not None else None)
+            save_checkpoint(run, policy, opt, step + 1, policy.fingerprint() if fingerprint is not None else None, ema)
         if main:
             _append(run / "log.jsonl", rec)
             records.append(rec)

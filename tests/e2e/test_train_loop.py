@@ -184,6 +184,40 @@ def test_nft_objective_trains_resumes_bit_exactly_and_keeps_its_trust_region(ver
         assert torch.equal(a, b), k
 
 
+def test_nft_with_a_sampling_ema_lags_the_trained_weights_and_resumes_bit_exactly(verifier_url, tmp_path):
+    """grpo.ema_max (DiffusionNFT's soft update): rollouts and v_old come from theta_old, so the first pass of a
+    step already sees |v - v_old| > 0 once theta_old lags; the decay follows its schedule; the EMA is
+    checkpointed, so a resumed run ends bit-identical in both the weights and theta_old."""
+    task = ToyTask()
+
+    def ema_config(run_dir, steps):
+        cfg = config(run_dir, steps, verifier_url)
+        cfg.grpo = GRPOConfig(objective="nft", nft_timesteps=1, ema_max=0.6, ema_rate=0.5)
+        cfg.optim.lr = 1e-3
+        return cfg
+
+    straight = policy(task)
+    records = train(ema_config(tmp_path / "a", 3), straight, task, RewardFetcher(verifier_url), progress=False)
+    assert [r["ema_decay"] for r in records] == [0.0, 0.5, 0.6]
+    # step 1 (decay 0) leaves theta_old = theta: its single pass is on-policy; after step 2 theta_old lags
+    assert records[0]["velocity_max_dev"] == 0.0 and records[0]["ema_gap"] == 0.0
+    assert records[1]["ema_gap"] > 0 and records[2]["velocity_max_dev"] > 0
+    interrupted = policy(task)
+    train(ema_config(tmp_path / "b", 2), interrupted, task, RewardFetcher(verifier_url), progress=False)
+    resumed = policy(task)
+    again = train(ema_config(tmp_path / "b", 3), resumed, task, RewardFetcher(verifier_url), resume=True,
+                  progress=False)  # fmt: skip
+    assert again[-1]["ema_gap"] == records[-1]["ema_gap"] and again[-1]["loss"] == records[-1]["loss"]
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(RuntimeError, match="no sampling EMA"):  # a checkpoint saved without one is refused
+        plain = config(tmp_path / "c", 1, verifier_url)
+        plain.grpo = GRPOConfig(objective="nft", nft_timesteps=1)
+        train(plain, policy(task), task, RewardFetcher(verifier_url), progress=False)
+        train(ema_config(tmp_path / "c", 2), policy(task), task, RewardFetcher(verifier_url), resume=True,
+              progress=False)  # fmt: skip
+
+
 def test_reasoning_run_trains_plans_and_images(verifier_url, tmp_path):
     """Think, then generate: each sample writes its own plan, the image is drawn from prompt + plan, and one
     advantage trains both (the text ratio == 1 check runs inside); the format rate and plan loss are logged,
