@@ -32,6 +32,8 @@ class TrainerMetrics:
         self.ratio_max_dev = g("ratio_max_dev", "max |ratio - 1| in the last step")
         self.velocity_max_dev = g("velocity_max_dev", "grpo.objective nft: max |v - v_old| over the last step's "
                                   "inner passes (0 with one pass); there is no ratio, so ratio_max_dev stays 0")
+        self.ema_decay = g("ema_decay", "grpo.ema_max: the last step's soft-update decay of the sampling EMA")
+        self.ema_gap = g("ema_gap", "grpo.ema_max: max |theta - theta_old|, how far the trained weights lead the sampler")
         self.samples_per_second = g("samples_per_second", "images per second over the last step")
         self.reward_wait_fraction = g("reward_wait_fraction", "share of the last step blocked on rewards")
         self.text_loss = g("text_loss", "last step's loss of the text written before the image (plan or edit)")
@@ -52,7 +54,7 @@ class TrainerMetrics:
     def observe(self, rec: dict) -> None:
         """Update from one JSONL record of the training loop."""
         self.step.set(rec["step"])
-        for name in ("loss", "kl", "clip_fraction", "ratio_max_dev", "velocity_max_dev", "samples_per_second", "reward_wait_fraction",
+        for name in ("loss", "kl", "clip_fraction", "ratio_max_dev", "velocity_max_dev", "ema_decay", "ema_gap", "samples_per_second", "reward_wait_fraction",
                      "frac_reward_zero_std", "reward_mean", "reward_std", "text_loss", "format_rate", "r_init_mean",
                      "n_improved"):  # fmt: skip
             value = rec.get(name)

@@ -127,8 +127,10 @@ def test_every_dashboard_metric_exists():
             "alphagrpo_trainer_clip_fraction", "alphagrpo_trainer_samples_per_second",
             "alphagrpo_trainer_velocity_max_dev"} <= used  # fmt: skip
     m = TrainerMetrics()  # an nft step's record reaches its gauge
-    m.observe({"step": 3, "step_s": 1.0, "loss": 0.2, "velocity_max_dev": 0.0125})
+    m.observe({"step": 3, "step_s": 1.0, "loss": 0.2, "velocity_max_dev": 0.0125, "ema_decay": 0.5, "ema_gap": 2e-4})
     assert m.registry.get_sample_value("alphagrpo_trainer_velocity_max_dev") == 0.0125
+    assert m.registry.get_sample_value("alphagrpo_trainer_ema_decay") == 0.5
+    assert m.registry.get_sample_value("alphagrpo_trainer_ema_gap") == 2e-4
 
 
 @pytest.mark.parametrize("dockerfile, extra", [("decomposer.Dockerfile", "decomposer"), ("verifier.Dockerfile", "verifier"),
