@@ -28,11 +28,11 @@ knows nothing about any world.
 from __future__ import annotations
 
 import itertools
-from contextlib import nullcontext
 import json
 import logging
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
