@@ -131,6 +131,9 @@ def parse_variant(spec: str) -> tuple[str, list[str]]:
 
 def measure(cfg, policy, tok, batches: int, first_step: int = 1_000_000, progress: bool = True) -> dict:
     """Record ``batches`` step gradients of one config at the policy's current weights."""
+    if cfg.grpo.ema_max > 0:  # at fixed weights theta_old == theta: the variant would silently measure the plain one
+        raise ValueError("grad-snr measures at fixed weights, where the sampling EMA equals the weights: "
+                         "grpo.ema_max must be 0 in every variant")  # fmt: skip
     from recipes.grpo import ShapesTask, build_fetcher
     from trainer.train import train_step
     from tqdm import tqdm

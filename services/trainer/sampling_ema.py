@@ -8,10 +8,12 @@ policy that lags them, across steps and not only within one step's inner passes.
 
     theta_old <- eta_i theta_old + (1 - eta_i) theta,      eta_i = min(ema_rate * i, ema_max)   (i: the step)
 
-so the first steps are on-policy (eta = 0) and the lag grows to at most 1 / (1 - ema_max) steps. Why: without
-it our nft runs peaked at step 80 and then collapsed (BENCHMARKS.md), which is what DiffusionNFT reports for a
-fully on-policy old policy. Departures: the paper's schedule constants are not known to us exactly, so both
-are settings; evaluation uses the trained weights, not the EMA.
+so the first steps are on-policy (eta = 0) and theta_old's mean lag grows to ema_max / (1 - ema_max) steps (4
+at 0.8). Why: without it our nft run at lr 5e-5 peaked at step 80 and then collapsed (BENCHMARKS.md); DiffusionNFT
+introduces its soft update against the instability of a fully on-policy old policy. Measured here: at lr 5e-5
+with ema_max 0.8, ema_rate 0.01 the collapse is gone (BENCHMARKS.md). Departures: the paper's schedule
+constants are not reproduced here (we did not check them against its text), so both are settings; evaluation
+uses the trained weights, not the EMA.
 
 The shadow swaps tensors into the live parameters (``active``) rather than holding a second model, so it
 costs one copy of the trainable weights (for a LoRA policy: of the adapters) and works for any policy.

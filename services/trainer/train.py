@@ -143,7 +143,7 @@ def nft_term(policy, ch, cfg: TrainConfig, step: int, k: int, adv: torch.Tensor,
             c["v_old"] = v.detach()
         if gr.kl_coef > 0:
             with torch.no_grad(), policy.reference():
-                c["v_ref"] = policy.velocity(c["xt"], c["t"], ch.context(policy, cfg.rollout.group_size), 1.0)
+                c["v_ref"] = policy.velocity(c["xt"], c["t"], ch.context(policy, G), 1.0)
     loss, ns = nft_loss(v[ok], c["v_old"][ok], c["target"][ok], adv[ok], beta=gr.nft_beta, adv_scale=gr.adv_clip)
     if gr.kl_coef <= 0:
         return loss, None, ns.velocity_max_dev
@@ -271,9 +271,12 @@ def save_checkpoint(run: Path, policy, opt, step: int, fingerprint: float | None
 
 def load_checkpoint(run: Path, policy, opt, ema: SamplingEMA | None = None) -> int:
     """Restore the latest checkpoint and check that the restored policy evaluates as it did when saved."""
-    from checkpoint import load, load_extra
+    from checkpoint import latest, load, load_extra
 
     state = load(run, policy, opt)
+    if ema is None and (latest(run) / "sampling_ema.safetensors").exists():
+        log.warning("%s was trained with a sampling EMA (grpo.ema_max > 0); resuming without one: rollouts are "
+                    "on-policy from here", run)  # fmt: skip
     if hasattr(policy, "check_fingerprint"):
         policy.check_fingerprint(state.get("fingerprint"), f"checkpoint of {run}")
     if ema is not None:

@@ -184,7 +184,7 @@ def test_nft_objective_trains_resumes_bit_exactly_and_keeps_its_trust_region(ver
         assert torch.equal(a, b), k
 
 
-def test_nft_with_a_sampling_ema_lags_the_trained_weights_and_resumes_bit_exactly(verifier_url, tmp_path):
+def test_nft_with_a_sampling_ema_lags_the_trained_weights_and_resumes_bit_exactly(verifier_url, tmp_path, caplog):
     """grpo.ema_max (DiffusionNFT's soft update): rollouts and v_old come from theta_old, so the first pass of a
     step already sees |v - v_old| > 0 once theta_old lags; the decay follows its schedule; the EMA is
     checkpointed, so a resumed run ends bit-identical in both the weights and theta_old."""
@@ -210,6 +210,11 @@ def test_nft_with_a_sampling_ema_lags_the_trained_weights_and_resumes_bit_exactl
     assert again[-1]["ema_gap"] == records[-1]["ema_gap"] and again[-1]["loss"] == records[-1]["loss"]
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+    plain_b = config(tmp_path / "b", 4, verifier_url)  # resuming an EMA run without it: allowed, and said
+    plain_b.grpo = GRPOConfig(objective="nft", nft_timesteps=1)
+    with caplog.at_level("WARNING", logger="trainer.train"):
+        train(plain_b, policy(task), task, RewardFetcher(verifier_url), resume=True, progress=False)
+    assert any("resuming without one" in r.getMessage() for r in caplog.records)
     with pytest.raises(RuntimeError, match="no sampling EMA"):  # a checkpoint saved without one is refused
         plain = config(tmp_path / "c", 1, verifier_url)
         plain.grpo = GRPOConfig(objective="nft", nft_timesteps=1)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from benchmarks.grad_snr import GradientRecorder, cosine_stats, parse_variant, signal_fraction
+from benchmarks.grad_snr import GradientRecorder, cosine_stats, measure, parse_variant, signal_fraction
 from trainer.config import TrainConfig
 
 
@@ -133,3 +133,10 @@ def test_gram_statistics_match_the_direct_definitions():
     assert st["cos_min"] == pytest.approx(min(cos), abs=1e-4) and st["cos_max"] == pytest.approx(max(cos), abs=1e-4)
     assert parse_variant("d:task.train_categories=[position, counting],rollout.window_len=2")[1] == [
         "task.train_categories=[position, counting]", "rollout.window_len=2"]  # fmt: skip
+
+
+def test_a_sampling_ema_variant_is_refused():
+    """At fixed weights theta_old equals theta, so an ema variant would measure the plain recipe under its name."""
+    cfg = TrainConfig().with_overrides(["grpo.objective=nft", "grpo.ema_max=0.5"])
+    with pytest.raises(ValueError, match="grpo.ema_max must be 0"):
+        measure(cfg, None, None, batches=2, progress=False)
