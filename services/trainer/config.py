@@ -134,6 +134,13 @@ class OptimConfig:
     lr: float = 1e-5
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
+    # learning rate of the policy's language model (``policy.language_parameters()``: what writes plans and edits
+    # and encodes the prompt), the rest keeps ``lr``; None = ``lr`` for all. Our knob, not the paper's
+    lm_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or (self.lm_lr is not None and self.lm_lr <= 0):
+            raise ValueError(f"optim.lr and optim.lm_lr must be > 0, got {self.lr}, {self.lm_lr}")
 
 
 @dataclass

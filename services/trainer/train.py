@@ -287,6 +287,22 @@ def load_checkpoint(run: Path, policy, opt, ema: SamplingEMA | None = None) -> i
     return state["step"]
 
 
+def param_groups(policy, lm_lr: float | None) -> list[dict]:
+    """The optimizer's groups: all trainable weights at the base lr, or (``lm_lr`` given) the language model's
+    (``policy.language_parameters()``) at ``lm_lr`` and the rest at the base lr."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    if lm_lr is None:
+        return [{"params": params}]
+    if not hasattr(policy, "language_parameters"):
+        raise ValueError(f"optim.lm_lr needs a policy that names its language model's weights "
+                         f"(language_parameters()); {type(policy).__name__} does not")  # fmt: skip
+    lm = {id(p) for p in policy.language_parameters()}
+    groups = [{"params": [p for p in params if id(p) not in lm]}, {"params": [p for p in params if id(p) in lm], "lr": lm_lr}]
+    if not groups[0]["params"] or not groups[1]["params"]:
+        raise ValueError("optim.lm_lr: the policy's trainable weights do not split into a language model and the rest")
+    return groups
+
+
 def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: bool = False,
           progress: bool = True, monitor: Monitor | None = None) -> list[dict]:  # fmt: skip
     """Run ``cfg.run.steps`` steps (from the checkpoint if ``resume``); returns the JSONL records written.
@@ -304,8 +320,7 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
         assert not p.requires_grad or p.dtype == torch.float32, "trainable weights must be float32"
     if cfg.grpo.kl_coef > 0 and hasattr(policy, "freeze_reference"):
         policy.freeze_reference()  # the loaded base; a LoRA policy disables its adapters instead
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.optim.lr,
-                            weight_decay=cfg.optim.weight_decay)  # fmt: skip
+    opt = torch.optim.AdamW(param_groups(policy, cfg.optim.lm_lr), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     ema = SamplingEMA(policy) if cfg.grpo.ema_max > 0 else None  # theta_old starts as the loaded weights
     start = load_checkpoint(run, policy, opt, ema) if resume and latest(run) is not None else 0
     fingerprint = policy.fingerprint() if hasattr(policy, "fingerprint") else None

@@ -128,3 +128,37 @@ def test_sampled_plan_logprobs_are_what_training_recomputes():
     # a left-padded row computes what the same row unpadded computes
     solo = m.token_logprobs(ids[:1, 2:], mask[:1, 2:])
     assert torch.allclose(m.token_logprobs(ids, mask)[0, 2:], solo[0], atol=1e-5)
+
+
+def test_language_lr_splits_the_weights_and_moves_each_group_at_its_rate():
+    from trainer.config import OptimConfig
+    from trainer.train import param_groups
+
+    m, ctx, ids = model_and_ctx()
+    cfg = TinyUMMConfig(**{**CFG.__dict__, "image_patch": 4})
+    mi = TinyUMM(cfg)
+    lm = {id(p) for p in mi.language_parameters()}
+    names = {n for n, p in mi.named_parameters() if id(p) in lm}
+    assert names and all(n.startswith(("lm.", "image_in.", "image_pos")) for n in names)
+    assert {n for n, _ in mi.named_parameters()} - names >= {"proj.weight", "null"}  # the image side keeps lr
+    assert len(param_groups(m, None)) == 1 and len(param_groups(m, None)[0]["params"]) == len(list(m.parameters()))
+    groups = param_groups(m, 1e-2)
+    assert sum(len(g["params"]) for g in groups) == len(list(m.parameters())) and groups[1]["lr"] == 1e-2
+    opt = torch.optim.AdamW(groups, lr=1e-4, weight_decay=0.0)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    v = m.velocity(torch.randn(2, 3, 16, 16), torch.full((2,), 0.5), m.encode(ids, torch.ones_like(ids)), 1.0)
+    v.square().mean().backward()
+    opt.step()  # Adam's first step moves every weight with a gradient by about its lr
+    step = lambda n: (dict(m.named_parameters())[n] - before[n]).abs().max().item()  # noqa: E731
+    assert 5e-3 < step("lm.model.layers.0.mlp.up_proj.weight") <= 1.01e-2
+    assert 5e-5 < step("proj.weight") <= 1.01e-4
+    with pytest.raises(ValueError, match="lm_lr"):
+        OptimConfig(lm_lr=0.0)
+
+    class NoSplit(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+    with pytest.raises(ValueError, match="language_parameters"):
+        param_groups(NoSplit(), 1e-3)

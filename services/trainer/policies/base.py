@@ -11,7 +11,8 @@ How a Bagel-class model implements it: ``encode`` runs the LLM over prompt (+ pl
 once per group and returns its KV context as the ``Context`` (batched: one row per sample); ``velocity``
 is the generation expert's forward on noisy latent tokens against that context, with the CFG branches as
 extra batch rows; LoRA adapters carry the trained weights and ``reference()`` disables them, so no second copy
-of the model is ever held.
+of the model is ever held. Optional: ``language_parameters()`` names the LLM's trainable weights (its adapters),
+so ``optim.lm_lr`` can give the text side its own learning rate.
 """
 
 from __future__ import annotations

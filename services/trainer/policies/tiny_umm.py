@@ -105,6 +105,13 @@ class TinyUMM(nn.Module):
     def _active(self) -> TinyUMM:
         return self._reference if self._use_reference and self._reference is not None else self
 
+    def language_parameters(self):
+        """The language model's weights (and its view of an input image): what writes plans and edits and
+        encodes the prompt, for ``optim.lm_lr``; the U-Net, the context projection and the CFG null are not."""
+        yield from self.lm.parameters()
+        if self.cfg.image_patch:
+            yield from (self.image_in.weight, self.image_in.bias, self.image_pos)
+
     # ---- text -----------------------------------------------------------------------------------
     def _lm_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor | None) -> dict:
         """The LM's inputs: token ids, or (with an input image and an image path) image patch tokens
