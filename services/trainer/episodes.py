@@ -36,8 +36,12 @@ class Chunk:
     images: ImageRollout
     plans: Plans | None  # text written before drawing: a plan, or (refinement) a critique + edit of plans.image
 
-    def context(self, policy, group_size: int):
-        """The image head's conditioning: the prompt once per group, or each sample's own text (and image)."""
+    def context(self, policy, group_size: int, grad: bool = True):
+        """The image head's conditioning: the prompt once per group, or each sample's own text (and image).
+        ``grad=False`` builds it without gradient (the reference's scope: the image loss then never trains the LM)."""
+        if not grad:
+            with torch.no_grad():
+                return self.context(policy, group_size)
         if self.plans is None:
             return policy.encode(self.prompt_ids, self.prompt_mask).repeat(group_size)
         return policy.encode(self.plans.ids, self.plans.mask, self.plans.image)

@@ -11,7 +11,8 @@ Departures from the reference: plans are sampled for a whole chunk in one batche
 one sample at a time; the rollout's per-token log-probs come from the same forward that sampled them
 (temperature 1, the full softmax, as the reference's teacher-forced pass) and the first training pass
 checks that they are reproduced (ratio == 1); the image loss also trains the language model through the
-context (the reference detaches the prompt and plan KV), because the tiny UMM's LM *is* its text encoder.
+context (the reference detaches the prompt and plan KV), because the tiny UMM's LM *is* its text encoder;
+``grpo.context_grad: false`` restores the reference's scope (only the plan loss trains the LM).
 """
 
 from __future__ import annotations

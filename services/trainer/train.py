@@ -134,10 +134,10 @@ def nft_term(policy, ch, cfg: TrainConfig, step: int, k: int, adv: torch.Tensor,
         gen = nft_generator(cfg.run.seed, step, ch.rows.start, k)
         cache[key] = dict(zip(("xt", "t", "target"), nft_noised(ch.images.images, cfg.rollout.shift, gen)))
         if ema is not None:  # the rollout policy is theta_old, not the weights being trained
-            with ema.active():
+            with ema.active(), torch.no_grad():
                 cache[key]["v_old"] = policy.velocity(cache[key]["xt"], cache[key]["t"], ch.context(policy, G), 1.0)
     c = cache[key]
-    v = policy.velocity(c["xt"], c["t"], ch.context(policy, G), 1.0)
+    v = policy.velocity(c["xt"], c["t"], ch.context(policy, G, gr.context_grad), 1.0)
     if first:
         if ema is None:  # the rollout's velocity is the current one
             c["v_old"] = v.detach()
@@ -220,7 +220,8 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                 devs.append(0.0)
                 v_devs.append(v_dev)
             for k in range(0 if nft else len(r.steps)):
-                now = replay_step(policy, ch.context(policy, G), r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
+                ctx = ch.context(policy, G, gr.context_grad)
+                now = replay_step(policy, ctx, r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                 if epoch == 0:
                     check_first_ratio(now.log_prob[ok] - r.logprobs[ok, k])
                 loss, ls = image_policy_loss(now.log_prob[ok], r.logprobs[ok, k], a[ok], gr.clip_range)

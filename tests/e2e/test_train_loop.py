@@ -184,6 +184,25 @@ def test_nft_objective_trains_resumes_bit_exactly_and_keeps_its_trust_region(ver
         assert torch.equal(a, b), k
 
 
+@pytest.mark.parametrize("objective", ["flow_grpo", "nft"])
+def test_without_context_grad_the_image_loss_leaves_the_language_model_alone(verifier_url, tmp_path, objective):
+    """grpo.context_grad false (the reference's gradient scope): a text-to-image step trains the image head and
+    not the LM, which only the image loss could have reached; with it (the default) the LM moves too."""
+    task = ToyTask()
+    moved = {}
+    for grad in (False, True):
+        cfg = config(tmp_path / f"{objective}-{grad}", 1, verifier_url)
+        cfg.grpo = GRPOConfig(objective=objective, clip_range=1e-2, context_grad=grad)
+        cfg.optim.lr = 1e-3
+        model = policy(task)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        (record,) = train(cfg, model, task, RewardFetcher(verifier_url), progress=False)
+        assert not record["skipped"]
+        changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+        moved[grad] = (any(k.startswith("unet.") for k in changed), any(k.startswith("lm.") for k in changed))
+    assert moved == {False: (True, False), True: (True, True)}
+
+
 def test_nft_with_a_sampling_ema_lags_the_trained_weights_and_resumes_bit_exactly(verifier_url, tmp_path, caplog):
     """grpo.ema_max (DiffusionNFT's soft update): rollouts and v_old come from theta_old, so the first pass of a
     step already sees |v - v_old| > 0 once theta_old lags; the decay follows its schedule; the EMA is
