@@ -61,9 +61,9 @@ class GRPOConfig:
     # (trainer/sampling_ema.py): decay min(ema_rate * step, ema_max); ema_max 0 = off (on-policy)
     ema_max: float = 0.0
     ema_rate: float = 0.001
-    # the image loss also trains the policy's language model through the image head's conditioning (our default:
-    # the tiny UMM's LM is its text encoder); False = the reference's scope, the context is built without
-    # gradient, so only the text loss (plans, edits) trains the LM
+    # the image loss also trains the policy's language model through the image head's conditioning
+    # (our default: the tiny UMM's LM is its text encoder); False = the reference's scope, the context is built
+    # without gradient, so only the text loss (plans, edits) trains the LM
     context_grad: bool = True
 
     def __post_init__(self) -> None:

@@ -38,7 +38,7 @@ class Chunk:
 
     def context(self, policy, group_size: int, grad: bool = True):
         """The image head's conditioning: the prompt once per group, or each sample's own text (and image).
-        ``grad=False`` builds it without gradient (the reference's scope: the image loss then never trains the LM)."""
+        ``grad=False``: without gradient (the reference's scope: the image loss never trains the LM)."""
         if not grad:
             with torch.no_grad():
                 return self.context(policy, group_size)

@@ -185,9 +185,9 @@ def test_nft_objective_trains_resumes_bit_exactly_and_keeps_its_trust_region(ver
 
 
 @pytest.mark.parametrize("objective", ["flow_grpo", "nft"])
-def test_without_context_grad_the_image_loss_leaves_the_language_model_alone(verifier_url, tmp_path, objective):
-    """grpo.context_grad false (the reference's gradient scope): a text-to-image step trains the image head and
-    not the LM, which only the image loss could have reached; with it (the default) the LM moves too."""
+def test_without_context_grad_the_image_loss_leaves_the_lm_alone(verifier_url, tmp_path, objective):
+    """grpo.context_grad false (the reference's gradient scope): a text-to-image step trains the image head
+    and not the LM, which only the image loss could have reached; with it (the default) the LM moves too."""
     task = ToyTask()
     moved = {}
     for grad in (False, True):
