@@ -123,13 +123,17 @@ class TaskConfig:
     eval_categories: list[str] | None = None  # held-out categories evaluated (None: the task's default)
 
 
-def _as_float(group: str, f, value):
-    """YAML 1.1 reads ``5e-5`` (no dot) as a string; take it as the float a float field means, or say which field."""
-    if isinstance(value, str) and str(f.type).split(" | ")[0] == "float":
+def _typed(group: str, f, value):
+    """YAML 1.1 reads ``5e-5`` (no dot) as a string; take it as the float a float field means, or say which field.
+    A bool field takes only true/false (YAML's yes/no too): ``maybe`` or ``0`` would otherwise pass as truthy."""
+    kind = str(f.type).split(" | ")[0]
+    if isinstance(value, str) and kind == "float":
         try:
             return float(value)
         except ValueError:
             raise ValueError(f"{group}.{f.name}: expected a number, got {value!r}") from None
+    if kind == "bool" and not isinstance(value, bool):
+        raise ValueError(f"{group}.{f.name}: expected true or false, got {value!r}")
     return value
 
 
@@ -246,7 +250,7 @@ class TrainConfig:
                 value["window_range"] = tuple(value["window_range"])
             for f in fields(klass):
                 if f.name in value:
-                    value[f.name] = _as_float(name, f, value[f.name])
+                    value[f.name] = _typed(name, f, value[f.name])
             kwargs[name] = klass(**value)
         return cls(**kwargs)
 

@@ -99,6 +99,12 @@ def test_config_overrides_are_validated():
     assert cfg.with_overrides(["optim.lr=5e-5", "run.max_minutes=1e2"]).optim.lr == 5e-5
     with pytest.raises(ValueError, match=r"optim.lr: expected a number, got 'fast'"):
         cfg.with_overrides(["optim.lr=fast"])
+    # a bool field takes true/false only: a word or a number is refused by name, not read as truthy
+    assert cfg.with_overrides(["grpo.context_grad=false"]).grpo.context_grad is False
+    with pytest.raises(ValueError, match=r"grpo.context_grad: expected true or false, got 'maybe'"):
+        cfg.with_overrides(["grpo.context_grad=maybe"])
+    with pytest.raises(ValueError, match=r"reflect.rectify: expected true or false, got 0"):
+        cfg.with_overrides(["reflect.rectify=0"])
 
 
 def test_by_module_splits_signal_from_noise():
