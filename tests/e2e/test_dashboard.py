@@ -63,11 +63,11 @@ def test_trainer_dashboard_from_a_live_prometheus(tmp_path):
                 monitor.update({"step": step, "loss": 0.1 / step, "kl": 0.0, "clip_fraction": 0.01, "ratio_max_dev": 1e-5,
                                 "samples_per_second": 2.5, "reward_wait_fraction": 0.02, "frac_reward_zero_std": 0.0,
                                 "reward_mean": 0.5 + step / 100, "reward_std": 0.1, "n_invalid": 0, "skipped": False,
-                                "step_s": 10.0, "eval": {"oracle_accuracy": 0.2, "verifier_reward": 0.6} if step % 4 == 0 else None})  # fmt: skip
+                                "step_s": 10.0, "ema_decay": 0.9, "ema_gap": 1e-3, "eval": {"oracle_accuracy": 0.2, "verifier_reward": 0.6} if step % 4 == 0 else None})  # fmt: skip
                 time.sleep(0.6)
             time.sleep(1.5)
             out = render_dashboard("deploy/grafana/dashboards/trainer.json", purl, tmp_path / "d.png", minutes=1, step=1)
-            assert out["panels"] == 12 and out["panels_with_data"] >= 9 and (tmp_path / "d.png").stat().st_size > 20_000
+            assert out["panels"] == 13 and out["panels_with_data"] >= 10 and (tmp_path / "d.png").stat().st_size > 20_000
             steps = httpx.get(purl + "/api/v1/query", params={"query": "count_over_time(alphagrpo_trainer_step[1m])"}).json()
             assert float(steps["data"]["result"][0]["value"][1]) >= 4  # the run's steps were scraped as a series
             bad = tmp_path / "bad.json"
