@@ -121,11 +121,12 @@ def nft_noised(x0: torch.Tensor, shift: float, generator: torch.Generator):
 
 
 def nft_term(policy, ch, cfg: TrainConfig, step: int, k: int, adv: torch.Tensor, ok: torch.Tensor, cache: dict,
-             ema: SamplingEMA | None = None):  # fmt: skip
+             ema: SamplingEMA | None = None, fixed_ctx: torch.Tensor | None = None):  # fmt: skip
     """The nft loss (+ the velocity KL) of noised copy ``k`` of one chunk's images. The first pass of a step
     fixes, in ``cache``, the noised images, the rollout policy's velocity v_old (the current weights', or the
     sampling EMA's) and the reference's, so later inner passes are measured against them and compute neither
-    again. Returns (loss, kl or None, max |v - v_old|)."""
+    again. ``fixed_ctx``: the chunk's context built once without gradient (``grpo.context_grad: false``).
+    Returns (loss, kl or None, max |v - v_old|)."""
     gr = cfg.grpo
     G = cfg.rollout.group_size
     key = (ch.rows.start, k)
@@ -137,7 +138,7 @@ def nft_term(policy, ch, cfg: TrainConfig, step: int, k: int, adv: torch.Tensor,
             with ema.active(), torch.no_grad():
                 cache[key]["v_old"] = policy.velocity(cache[key]["xt"], cache[key]["t"], ch.context(policy, G), 1.0)
     c = cache[key]
-    v = policy.velocity(c["xt"], c["t"], ch.context(policy, G, gr.context_grad), 1.0)
+    v = policy.velocity(c["xt"], c["t"], fixed_ctx if fixed_ctx is not None else ch.context(policy, G), 1.0)
     if first:
         if ema is None:  # the rollout's velocity is the current one
             c["v_old"] = v.detach()
@@ -210,8 +211,10 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
             r, a, ok = ch.images, adv[ch.rows], valid[ch.rows]
             if not bool(ok.any()):  # every reward of this chunk failed (NaN): it adds nothing to the gradient
                 continue
+            # grpo.context_grad false: the context carries no graph, so one build serves every term of this pass
+            fixed_ctx = None if gr.context_grad else ch.context(policy, G, grad=False)
             for k in range(gr.nft_timesteps if nft else 0):  # DiffusionNFT: regress on the finished images
-                loss, kl, v_dev = nft_term(policy, ch, cfg, step, k, a, ok, nft_old, ema)
+                loss, kl, v_dev = nft_term(policy, ch, cfg, step, k, a, ok, nft_old, ema, fixed_ctx)
                 (loss / n_terms).backward()
                 losses.append(float(loss.detach()))
                 if kl is not None:
@@ -220,7 +223,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                 devs.append(0.0)
                 v_devs.append(v_dev)
             for k in range(0 if nft else len(r.steps)):
-                ctx = ch.context(policy, G, gr.context_grad)
+                ctx = fixed_ctx if fixed_ctx is not None else ch.context(policy, G)
                 now = replay_step(policy, ctx, r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                 if epoch == 0:
                     check_first_ratio(now.log_prob[ok] - r.logprobs[ok, k])
