@@ -211,8 +211,13 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
             r, a, ok = ch.images, adv[ch.rows], valid[ch.rows]
             if not bool(ok.any()):  # every reward of this chunk failed (NaN): it adds nothing to the gradient
                 continue
-            # grpo.context_grad false: the context carries no graph, so one build serves every term of this pass
+            # grpo.context_grad false: the context carries no graph, so one build serves every term of this pass;
+            # the frozen reference's context likewise serves every timestep's KL
             fixed_ctx = None if gr.context_grad else ch.context(policy, G, grad=False)
+            ref_ctx = None
+            if not nft and gr.kl_coef > 0:
+                with torch.no_grad(), policy.reference():
+                    ref_ctx = ch.context(policy, G)
             for k in range(gr.nft_timesteps if nft else 0):  # DiffusionNFT: regress on the finished images
                 loss, kl, v_dev = nft_term(policy, ch, cfg, step, k, a, ok, nft_old, ema, fixed_ctx)
                 (loss / n_terms).backward()
@@ -230,8 +235,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                 loss, ls = image_policy_loss(now.log_prob[ok], r.logprobs[ok, k], a[ok], gr.clip_range)
                 if gr.kl_coef > 0:
                     with torch.no_grad(), policy.reference():
-                        ref = replay_step(policy, ch.context(policy, G), r, k, noise_level=ro.noise_level,
-                                          cfg_scale=ro.cfg_scale)  # fmt: skip
+                        ref = replay_step(policy, ref_ctx, r, k, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale)
                     kl = gaussian_kl(now.mean[ok], ref.mean[ok], now.std, now.block).mean()
                     loss = loss + gr.kl_coef * kl
                     kls.append(float(kl.detach()))
