@@ -82,6 +82,7 @@ class StepStats:
     format_rate: float | None = None  # reasoning: share of well-formed plans
     text_loss: float | None = None  # the policy loss of the text written before the image (plan or edit)
     text_clip_fraction: float | None = None
+    text_kl: float | None = None  # reason.text_kl_coef > 0: k3 KL of the written text to the reference
     r_init_mean: float | None = None  # refinement: mean reward of the images being refined
     n_improved: int | None = None  # refinement: refined images that beat their R_init (over all ranks)
     velocity_max_dev: float | None = None  # nft: max |v - v_old| over the step's passes (0 with one inner pass)
@@ -198,7 +199,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                          True, rnd.sample_s, rnd.reward_wait_s, 0.0, **extra)  # fmt: skip
 
     # ---- policy update: one backward per trained timestep (+ one for the text), gradients summed over ranks --
-    losses, kls, clip_fracs, devs, text_losses, text_clips, v_devs = [], [], [], [], [], [], []
+    losses, kls, clip_fracs, devs, text_losses, text_clips, text_kls, v_devs = [], [], [], [], [], [], [], []
     nft = gr.objective == "nft"
     n_image = gr.nft_timesteps if nft else ro.window_len  # trained image terms per chunk
     n_terms = ro.chunks * n_image  # global: each term is a mean over one chunk's samples
@@ -250,6 +251,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                 (tl * text_weight).backward()
                 text_losses.append(ts.loss)
                 text_clips.append(ts.clip_frac)
+                text_kls.append(ts.kl)
         dist.sum_grads(params)
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         opt.step()
@@ -258,10 +260,12 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
         ema.update(eta)
         extra |= {"ema_decay": eta, "ema_gap": ema.max_gap()}
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    loss_m, kl_m, clip_m, tl_m, tc_m = dist.mean([mean(losses), mean(kls), mean(clip_fracs), mean(text_losses),
-                                                  mean(text_clips)])  # fmt: skip
+    loss_m, kl_m, clip_m, tl_m, tc_m, tk_m = dist.mean([mean(losses), mean(kls), mean(clip_fracs), mean(text_losses),
+                                                        mean(text_clips), mean(text_kls)])  # fmt: skip
     if text_losses or rc.enabled or fc.enabled:
         extra |= {"text_loss": tl_m, "text_clip_fraction": tc_m}
+        if rc.text_kl_coef > 0:
+            extra["text_kl"] = tk_m
     if nft:
         extra["velocity_max_dev"] = dist.max(max(v_devs, default=0.0))
     return StepStats(loss_m, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, kl_m, clip_m,
@@ -326,8 +330,8 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
     run.mkdir(parents=True, exist_ok=True)
     for p in policy.parameters():  # invariant: trainable weights stay in fp32 (bf16 masters lose small updates)
         assert not p.requires_grad or p.dtype == torch.float32, "trainable weights must be float32"
-    if cfg.grpo.kl_coef > 0 and hasattr(policy, "freeze_reference"):
-        policy.freeze_reference()  # the loaded base; a LoRA policy disables its adapters instead
+    if (cfg.grpo.kl_coef > 0 or cfg.reason.text_kl_coef > 0) and hasattr(policy, "freeze_reference"):
+        policy.freeze_reference()  # the loaded base (image or text KL); a LoRA policy disables its adapters instead
     opt = torch.optim.AdamW(param_groups(policy, cfg.optim.lm_lr), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     ema = SamplingEMA(policy) if cfg.grpo.ema_max > 0 else None  # theta_old starts as the loaded weights
     start = load_checkpoint(run, policy, opt, ema) if resume and latest(run) is not None else 0

@@ -244,23 +244,25 @@ def test_nft_with_a_sampling_ema_lags_the_trained_weights_and_resumes_bit_exactl
 
 def test_reasoning_run_trains_plans_and_images(verifier_url, tmp_path):
     """Think, then generate: each sample writes its own plan, the image is drawn from prompt + plan, and one
-    advantage trains both (the text ratio == 1 check runs inside); the format rate and plan loss are logged,
-    and a resumed reasoning run is bit-exact too."""
+    advantage trains both (the text ratio == 1 check runs inside); the format rate, plan loss and the plan's KL
+    to the loaded base are logged (the text KL alone freezes a reference), and a resumed run is bit-exact too."""
     task = ToyTask(implicit=True)
     model = policy(task)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = config(tmp_path / "reason", 2, verifier_url)
-    cfg.reason = ReasonConfig(enabled=True, max_plan_tokens=4, top_p=1.0)
+    cfg.reason = ReasonConfig(enabled=True, max_plan_tokens=4, top_p=1.0, text_kl_coef=0.1)
+    cfg.optim.lr = 1e-3  # one step moves the plans' log-probs measurably off the reference
     records = train(cfg, model, task, RewardFetcher(verifier_url), progress=False)
     assert len(records) == 2
     for r in records:
         assert not r["skipped"] and 0 <= r["format_rate"] <= 1 and math.isfinite(r["text_loss"])
-        assert math.isfinite(r["loss"]) and r["n_invalid"] == 0
+        assert math.isfinite(r["loss"]) and r["n_invalid"] == 0 and r["text_kl"] >= 0
+    assert records[0]["text_kl"] < 1e-6 < records[1]["text_kl"]  # the first step samples from the reference itself
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("unet.") for k in changed) and any(k.startswith("lm.") for k in changed)
     resumed = policy(task)
     short = config(tmp_path / "reason-b", 1, verifier_url)
-    short.reason = cfg.reason
+    short.reason, short.optim = cfg.reason, cfg.optim
     train(short, resumed, task, RewardFetcher(verifier_url), progress=False)
     cfg.run.run_dir = short.run.run_dir
     resumed = policy(task)
