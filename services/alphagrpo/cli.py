@@ -17,7 +17,8 @@ import typer
 
 app = typer.Typer(help="AlphaGRPO: DVReward services and GRPO training.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run a service.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks; each prints one JSON object as its last line with --json.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON object as its last line with --json.",
+                        no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 shapes_app = typer.Typer(help="ShapesWorld: the miniature world with exact ground truth.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -120,7 +121,8 @@ def bench_verifier(
 @bench_app.command("trainer")
 def bench_trainer(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
-    config: Annotated[str, typer.Option(help="the training config whose rollout is measured")] = "configs/shapes-t2i.yaml",
+    config: Annotated[str,
+                      typer.Option(help="the training config whose rollout is measured")] = "configs/shapes-t2i.yaml",
     model: Annotated[str | None, typer.Option(help="UMM folder (default: the config's model_path)")] = None,
     steps: Annotated[int, typer.Option(help="measured GRPO steps (after one warm-up step)")] = 4,
     repeats: Annotated[int, typer.Option(help="timing repeats for the group-batching figure")] = 3,
@@ -136,12 +138,14 @@ def bench_trainer(
 def bench_reward_signal(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
     model: Annotated[str, typer.Option(help="UMM folder whose rollouts are scored")] = "models/shapes-umm",
-    verifier_model: Annotated[str | None, typer.Option(help="verifier model folder (default: the embedded one)")] = None,
+    verifier_model: Annotated[str | None,
+                              typer.Option(help="verifier model folder (default: the embedded one)")] = None,
     prompts_n: Annotated[int, typer.Option("--prompts", help="prompts of --split, one group each")] = 32,
     group: Annotated[int, typer.Option(help="images per prompt (G)")] = 8,
     cfg_scale: float = 5.0,
     n_steps: int = 10,
-    split: Annotated[str, typer.Option(help="train (what GRPO samples) or val (prompts a verifier fine-tune never saw)")] = "train",
+    split: Annotated[str, typer.Option(
+        help="train (what GRPO samples) or val (prompts a verifier fine-tune never saw)")] = "train",
 ) -> None:
     """Within-group agreement of DVReward variants with the oracle on a UMM's own rollouts: GRPO's signal."""
     from benchmarks.reward_signal import run
@@ -155,10 +159,14 @@ def bench_reward_signal(
 @bench_app.command("grad-snr")
 def bench_grad_snr(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
-    config: Annotated[str, typer.Option(help="the training config the variants start from")] = "configs/shapes-t2i.yaml",
-    variant: Annotated[list[str] | None, typer.Option(help="name:group.field=value,... (repeatable; name: alone is the config)")] = None,
-    batches: Annotated[int, typer.Option(min=3, help="independent step gradients per variant (3 at least: the error needs them)")] = 8,
-    oracle: Annotated[bool, typer.Option(help="reward by the ShapesWorld oracle (no services); --no-oracle uses the config's reward")] = True,
+    config: Annotated[str,
+                      typer.Option(help="the training config the variants start from")] = "configs/shapes-t2i.yaml",
+    variant: Annotated[list[str] | None,
+                       typer.Option(help="name:group.field=value,... (repeatable; name: alone is the config)")] = None,
+    batches: Annotated[int, typer.Option(
+        min=3, help="independent step gradients per variant (3 at least: the error needs them)")] = 8,
+    oracle: Annotated[bool, typer.Option(
+        help="reward by the ShapesWorld oracle (no services); --no-oracle uses the config's reward")] = True,
     model: Annotated[str | None, typer.Option(help="UMM folder (default: the config's model_path)")] = None,
 ) -> None:
     """Signal-to-noise ratio of the GRPO gradient per rollout recipe, at fixed weights: pairwise cosines of
@@ -216,7 +224,8 @@ def shapes_train_verifier(
     batch: int = 64,
     lr: float = 1.5e-3,
     init: Annotated[str | None, typer.Option(help="fine-tune this verifier folder (default: from scratch)")] = None,
-    onpolicy: Annotated[str | None, typer.Option(help="a label-rollouts folder whose train rollouts join each batch")] = None,
+    onpolicy: Annotated[str | None,
+                        typer.Option(help="a label-rollouts folder whose train rollouts join each batch")] = None,
     onpolicy_fraction: Annotated[float, typer.Option(help="share of each batch's answer rows from --onpolicy")] = 0.5,
 ) -> None:
     """Train the ShapesWorld verifier (a Qwen2-VL from scratch, or fine-tune one with --init) on CPU; seeded,
@@ -240,7 +249,8 @@ def shapes_label_rollouts(
     train_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit training prompt")] = 2,
     val_per_prompt: Annotated[int, typer.Option(help="rollouts per explicit val prompt (validation only)")] = 2,
     seed: int = 0,
-    config: Annotated[str, typer.Option(help="GRPO config whose rollout section sets the sampler")] = "configs/shapes-t2i.yaml",
+    config: Annotated[str, typer.Option(
+        help="GRPO config whose rollout section sets the sampler")] = "configs/shapes-t2i.yaml",
     max_prompts: Annotated[int | None, typer.Option(help="a seeded sample of this many prompts per split")] = None,
 ) -> None:
     """Sample a UMM's rollouts as GRPO does, ask DVReward's questions and label them with the oracle: on-policy
@@ -269,10 +279,12 @@ def shapes_train_umm(
     resume: Annotated[bool, typer.Option(help="continue from run_dir/checkpoint")] = False,
     batch: int = 32,
     lr: float = 5e-4,
-    plan_cond: Annotated[float, typer.Option(help="share of image rows conditioned on 'prompt <think> plan </think>'")] = 0.0,
+    plan_cond: Annotated[float,
+                         typer.Option(help="share of image rows conditioned on 'prompt <think> plan </think>'")] = 0.0,
     plan_lm_weight: Annotated[float, typer.Option(help="weight of the plan-writing LM loss (0: off)")] = 0.0,
     fg_weight: Annotated[float, typer.Option(help="extra flow-loss weight on object pixels (0: plain mean)")] = 0.0,
-    distractors: Annotated[int | None, typer.Option(help="extra objects per training scene (default: 0-2 at random)")] = None,
+    distractors: Annotated[int | None,
+                           typer.Option(help="extra objects per training scene (default: 0-2 at random)")] = None,
     image_patch: Annotated[int, typer.Option(help="patch size of the LM's input-image tokens (0: none)")] = 0,
     refine_batch: Annotated[int, typer.Option(help="refinement rows per step (near miss + edit -> repaired)")] = 0,
     refine_lm_weight: Annotated[float, typer.Option(help="weight of the edit-instruction LM loss")] = 0.0,
@@ -283,7 +295,8 @@ def shapes_train_umm(
 
     from recipes.umm import UMMRecipe, train_umm
 
-    recipe = UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr, plan_cond=plan_cond, plan_lm_weight=plan_lm_weight,
+    recipe = UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr, plan_cond=plan_cond,
+                       plan_lm_weight=plan_lm_weight,
                        fg_weight=fg_weight, distractors=distractors, image_patch=image_patch, refine_batch=refine_batch,
                        refine_lm_weight=refine_lm_weight)  # fmt: skip
     if refine_batch and not image_patch:
@@ -298,7 +311,8 @@ def shapes_export_umm(
     out: Annotated[str, typer.Option(help="the model folder to write")] = "runs/shapes-umm-export",
     n_eval: Annotated[int, typer.Option(help="evaluate the export on this many held-out prompts (0: no)")] = 0,
     card: Annotated[bool, typer.Option(help="also write the model card (README.md) from the measured figures")] = False,
-    cfg_scale: Annotated[float | None, typer.Option(help="guidance scale of the evaluation (default: the run's)")] = None,
+    cfg_scale: Annotated[float | None,
+                         typer.Option(help="guidance scale of the evaluation (default: the run's)")] = None,
 ) -> None:
     """Write the EMA weights of a (running or stopped) train-umm run's checkpoint as a model folder, optionally
     evaluated by the oracle and with its model card; prints one JSON object."""
@@ -318,7 +332,8 @@ def shapes_eval_verifier(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
     model: Annotated[str | None, typer.Option(help="model folder (default: the verifier's embedded default)")] = None,
     n: Annotated[int, typer.Option(help="semantic questions (quality and holistic get n/3 each)")] = 1200,
-    prompts_n: Annotated[int, typer.Option("--prompts", help="held-out prompts for the reward-oracle correlation")] = 300,
+    prompts_n: Annotated[int, typer.Option("--prompts",
+                                           help="held-out prompts for the reward-oracle correlation")] = 300,
 ) -> None:
     """The verifier against the oracle on held-out scenes: accuracy, quality, holistic, ECE, reward-oracle Spearman."""
     from benchmarks.shapes_verifier import run
@@ -367,7 +382,8 @@ def plan(
 def train(
     config: Annotated[str | None, typer.Option(help="YAML training config (default: TRAINER_CONFIG)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from the run folder's checkpoint")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="group.field=value over the config (repeatable)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set",
+                                                   help="group.field=value over the config (repeatable)")] = None,
 ) -> None:
     """GRPO on the tiny UMM with DVReward from the verifier at reward.verifier_url (start it first). Under
     torchrun, every rank runs this; gloo on CPU, NCCL on GPUs. TRAINER_* variables override the config's
@@ -405,7 +421,8 @@ def train(
     monitor = None
     if dist.is_main and cfg.run.monitor_port is not None:
         monitor = Monitor(cfg.run.steps, cfg.run.run_dir)
-        typer.echo(f"trainer status on {monitor.serve(cfg.run.monitor_port, host=settings.monitor_host)}/status", err=True)
+        typer.echo(f"trainer status on {monitor.serve(cfg.run.monitor_port, host=settings.monitor_host)}/status",
+                   err=True)
     try:
         records = run_training(cfg, policy, task, fetcher, resume=resume, monitor=monitor)
     finally:
@@ -423,9 +440,11 @@ def train(
 def generate(
     prompt: Annotated[str, typer.Option(help="what to draw")],
     model: Annotated[str, typer.Option(help="UMM folder")] = "models/shapes-umm",
-    reflect: Annotated[int, typer.Option(min=0, max=20, help="refine up to K times; stop at the first pass that does not raise DVReward")] = 0,
+    reflect: Annotated[int, typer.Option(
+        min=0, max=20, help="refine up to K times; stop at the first pass that does not raise DVReward")] = 0,
     think: Annotated[bool, typer.Option(help="write a plan first (reasoning text-to-image)")] = False,
-    verifier_url: Annotated[str | None, typer.Option(help="a running verifier (default: start decomposer + verifier here)")] = None,
+    verifier_url: Annotated[str | None,
+                            typer.Option(help="a running verifier (default: start decomposer + verifier here)")] = None,
     out: Annotated[str, typer.Option(help="folder for round-*.png, final.png and generate.json")] = "runs/generate",
     seed: int = 0,
     margin: Annotated[float, typer.Option(help="a refinement must beat the current DVReward by more than this")] = 0.0,
@@ -446,7 +465,8 @@ def generate(
             stack.enter_context(decomposer)
             verifier, verifier_url = start_verifier(env={"VERIFIER_DECOMPOSER_URL": durl})
             stack.enter_context(verifier)
-        summary = run(prompt, Path(model), verifier_url, Path(out), reflect=reflect, think=think, seed=seed, margin=margin)
+        summary = run(prompt, Path(model), verifier_url, Path(out), reflect=reflect, think=think, seed=seed,
+                      margin=margin)
     for r in summary["rounds"]:
         score = "NaN" if r["reward"] is None else f"{r['reward']:.4f}"
         typer.echo(f"round {r['round']}: DVReward {score}  {r['text'] or ''}  {r['image']}", err=True)
@@ -456,7 +476,8 @@ def generate(
 
 @app.command()
 def dashboard(
-    dashboard_file: Annotated[str, typer.Option("--dashboard", help="a provisioned Grafana dashboard JSON")] = "deploy/grafana/dashboards/trainer.json",
+    dashboard_file: Annotated[str, typer.Option(
+        "--dashboard", help="a provisioned Grafana dashboard JSON")] = "deploy/grafana/dashboards/trainer.json",
     prometheus: Annotated[str, typer.Option(help="Prometheus base URL")] = "http://127.0.0.1:9090",
     minutes: Annotated[float, typer.Option(help="the window that ends now")] = 15.0,
     out: Annotated[str, typer.Option(help="PNG to write")] = "docs/dashboard-trainer.png",
@@ -511,7 +532,8 @@ def export_openapi(folder: str = "docs") -> None:
 def demo(
     prompt: Annotated[str, typer.Option(help="the prompt")] = "a red circle to the left of a blue square",
     image: Annotated[str | None, typer.Option(help="a PNG/JPEG/WebP to score (default: docs/example.png)")] = None,
-    minutes: Annotated[float, typer.Option(help="GRPO training time after the reward demo (0: reward demo only)")] = 3.0,
+    minutes: Annotated[float,
+                       typer.Option(help="GRPO training time after the reward demo (0: reward demo only)")] = 3.0,
     run_dir: Annotated[str, typer.Option(help="where the GRPO demo leaves its report, curves and grids")] = "runs/demo",
     model: Annotated[str | None, typer.Option(help="UMM folder (default: models/shapes-umm)")] = None,
     eval_prompts: Annotated[int, typer.Option(help="held-out prompts evaluated before and after")] = 64,

@@ -91,7 +91,8 @@ def render(dashboard: dict, series: list[Series], out: Path, cols: int = 2) -> P
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(ps) :]:
         ax.axis("off")
-    fig.suptitle(f"{dashboard.get('title', 'dashboard')} (panels' PromQL evaluated by Prometheus, drawn with matplotlib)",
+    fig.suptitle(f"{dashboard.get('title', 'dashboard')} "
+                 "(panels' PromQL evaluated by Prometheus, drawn with matplotlib)",
                  fontsize=11)  # fmt: skip
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,7 @@ def train_demo(verifier_url: str, model: Path, minutes: float, run_dir: Path, ev
               f"| figure | step 0 | step {last['step']} |\n|---|---|---|\n{rows}\n\n"
               f"A few minutes of GRPO on a CPU moves these figures little; `alphagrpo train --config "
               f"configs/shapes-t2i.yaml` is the full run.\n\n![curves](curves.png)\n\n"
-              f"Step 0: ![step 0](eval-000000.png)\n\nStep {last['step']}: ![last](eval-{last['step']:06d}.png)\n")  # fmt: skip
+              f"Step 0: ![step 0](eval-000000.png)\n\nStep {last['step']}: "
+              f"![last](eval-{last['step']:06d}.png)\n")  # fmt: skip
     (run_dir / "report.md").write_text(report)
     return {"steps": len(steps), "first": first["eval"], "last": last["eval"], "report": report}

@@ -71,7 +71,8 @@ def generate(prompt: str, model_path: Path, verifier_url: str, out: Path, *, ref
             rounds.append({"round": k, "reward": r_new, "text": edits[0], "accepted": better,
                            "image": str(out / f"round-{k}.png")})  # fmt: skip
             if not better:
-                why = f"has no DVReward ({why_nan[-1]})" if math.isnan(r_new) else f"did not raise DVReward ({r_new:.4f} vs {reward:.4f})"
+                why = (f"has no DVReward ({why_nan[-1]})" if math.isnan(r_new)
+                       else f"did not raise DVReward ({r_new:.4f} vs {reward:.4f})")
                 stop = f"round {k} {why}: kept round {k - 1}"
                 break
             x, reward = new, r_new

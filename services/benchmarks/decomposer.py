@@ -120,7 +120,8 @@ def redis_outage(workdir: Path, n_before: int = 100, outage_s: float = 1.5) -> t
                 prompts = ["a blue cup and a red apple", f"{i % 7} yellow stars and a green circle"]
                 try:
                     r = c.post("/v1/decompose", json={"prompts": prompts})
-                    errors = [x["error"]["code"] for x in r.json()["results"] if x["error"]] if r.status_code == 200 else []
+                    results = r.json()["results"] if r.status_code == 200 else []
+                    errors = [x["error"]["code"] for x in results if x["error"]]
                     kind = f"http_{r.status_code}" if r.status_code != 200 else (errors[0] if errors else None)
                 except httpx.HTTPError as e:
                     kind = type(e).__name__
@@ -144,7 +145,8 @@ def redis_outage(workdir: Path, n_before: int = 100, outage_s: float = 1.5) -> t
             t.join()
         with httpx.Client(base_url=url, timeout=10) as c:
             c.post("/v1/decompose", json={"prompts": ["a resumed cache check"]})
-            resumed = c.post("/v1/decompose", json={"prompts": ["a resumed cache check"]}).json()["results"][0]["cached"]
+            reply = c.post("/v1/decompose", json={"prompts": ["a resumed cache check"]})
+            resumed = reply.json()["results"][0]["cached"]
     redis.stop()
     return failed, sent, bool(resumed), kinds
 
@@ -186,7 +188,8 @@ def run(redis_url: str | None = None, skip_dsg: bool = False) -> dict:
     figures: dict = {"geneval_atom_coverage": round(geneval_coverage(rules), 4)}
     compbench = load_compbench()
     n = sum(len(v) for v in compbench.values())
-    figures["compbench_parsed_fraction"] = round(sum(rules.decompose_one(p).complete for v in compbench.values() for p in v) / n, 4)
+    parsed = sum(rules.decompose_one(p).complete for v in compbench.values() for p in v)
+    figures["compbench_parsed_fraction"] = round(parsed / n, 4)
     with tempfile.TemporaryDirectory() as tmp:
         own = None if redis_url else RedisServer(workdir=tmp).start()
         url = redis_url or own.url
@@ -198,7 +201,8 @@ def run(redis_url: str | None = None, skip_dsg: bool = False) -> dict:
             if own:
                 own.stop()
         failed, sent, resumed, kinds = redis_outage(Path(tmp))
-        figures.update(redis_outage_failed_requests=failed, redis_outage_requests=sent, redis_outage_cache_resumed=resumed,
+        figures.update(redis_outage_failed_requests=failed, redis_outage_requests=sent,
+                       redis_outage_cache_resumed=resumed,
                        redis_outage_failure_kinds=kinds)
     if not skip_dsg:
         figures["dsg1k_question_recall"] = round(dsg_recall(rules), 4)

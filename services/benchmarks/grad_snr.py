@@ -134,9 +134,10 @@ def measure(cfg, policy, tok, batches: int, first_step: int = 1_000_000, progres
     if cfg.grpo.ema_max > 0:  # at fixed weights theta_old == theta: the variant would silently measure the plain one
         raise ValueError("grad-snr measures at fixed weights, where the sampling EMA equals the weights: "
                          "grpo.ema_max must be 0 in every variant")  # fmt: skip
+    from tqdm import tqdm
+
     from recipes.grpo import ShapesTask, build_fetcher
     from trainer.train import train_step
-    from tqdm import tqdm
 
     rec = GradientRecorder(dict(policy.named_parameters()))
     fetcher = build_fetcher(cfg)
@@ -165,7 +166,8 @@ def measure(cfg, policy, tok, batches: int, first_step: int = 1_000_000, progres
     out |= {"step_s": round(step_s, 2), "snr2_per_s": None if out["snr2"] is None else round(out["snr2"] / step_s, 6),
             "skipped_steps": skipped,
             "images_per_step": cfg.rollout.prompts_per_step * cfg.rollout.group_size,
-            "reward_mean": round(statistics.fmean(rewards), 4), "frac_reward_zero_std": round(statistics.fmean(zero), 4),
+            "reward_mean": round(statistics.fmean(rewards), 4),
+            "frac_reward_zero_std": round(statistics.fmean(zero), 4),
             "batches": batches, "gradients": len(rec.grads)}  # fmt: skip
     return out
 
@@ -193,8 +195,8 @@ def run(config: str, variants: list[str], batches: int = 8, oracle: bool = True,
         torch.manual_seed(0)
         figures = measure(cfg, policy, tok, batches, progress=progress)
         v = out["variants"][name] = {"overrides": dict(parsed)[name]} | figures
-        print(f"{name}: signal fraction {v['signal_fraction']} +- {v['signal_fraction_se']}, {v['step_s']} s a step",
-              file=sys.stderr, flush=True)  # one line per variant, also with --json (stdout keeps the JSON only)
+        sys.stderr.write(f"{name}: signal fraction {v['signal_fraction']} +- {v['signal_fraction_se']}, "
+                         f"{v['step_s']} s a step\n")  # one line per variant, also with --json (stdout: JSON only)
     ref = next(iter(out["variants"].values()))
     for v in out["variants"].values():  # the rate of signal relative to the first variant
         a, b = v.get("snr2_per_s"), ref.get("snr2_per_s")

@@ -10,12 +10,12 @@ services (decomposer + verifier over HTTP), judges them with the oracle, and rep
 * ``spearman_<variant>``: the mean within-group Spearman correlation of the reward with the oracle's
   per-image atom accuracy (groups where either is constant are left out).
 
-Variants are computed from the same per-question P(yes): ``geometric`` (DVReward's default,
-sqrt(semantic x quality)), ``conjunctive`` (sqrt(product of semantic P(yes) x quality)), ``semantic`` (mean semantic P(yes)), ``gated`` (semantic mean with soft
-dependency gating), ``semantic_min`` and ``quality``. Also ``mixed_group_fraction`` (groups with at least one
-correct and one wrong image: where GRPO can learn at all) and the oracle accuracy of the samples. A figure
-that cannot be computed (no mixed group) is null.
-The oracle judges here, as in every evaluation; it never rewards training.
+Variants are computed from the same per-question P(yes): ``geometric`` (DVReward's default, sqrt(semantic x
+quality)), ``conjunctive`` (sqrt(product of semantic P(yes) x quality)), ``semantic`` (mean semantic P(yes)),
+``gated`` (semantic mean with soft dependency gating), ``semantic_min`` and ``quality``. Also
+``mixed_group_fraction`` (groups with at least one correct and one wrong image: where GRPO can learn at all) and the
+oracle accuracy of the samples. A figure that cannot be computed (no mixed group) is null. The oracle judges here,
+as in every evaluation; it never rewards training.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def variants(questions, scores: list[float]) -> dict[str, float]:
 
 
 def run(model: str = "models/shapes-umm", verifier_model: str | None = None, n_prompts: int = 32, group: int = 8,
-        n_steps: int = 10, cfg_scale: float = 5.0, seed: int = 7, split: str = "train", progress: bool = True) -> dict:  # fmt: skip
+        n_steps: int = 10, cfg_scale: float = 5.0, seed: int = 7, split: str = "train",
+        progress: bool = True) -> dict:  # fmt: skip
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
@@ -107,7 +108,8 @@ def run(model: str = "models/shapes-umm", verifier_model: str | None = None, n_p
                                       window_start=rng.randrange(max(1, n_steps // 2)), window_len=2,
                                       noise_level=0.7, cfg_scale=cfg_scale, generator=g)  # fmt: skip
                 images = to_images(r.images)
-                results = client.reward([RewardItem(prompt=t, image=to_base64_png(im)) for t, im in zip(texts, images)]).results
+                items = [RewardItem(prompt=t, image=to_base64_png(im)) for t, im in zip(texts, images)]
+                results = client.reward(items).results
                 for j, (im, res) in enumerate(zip(images, results)):
                     verdict = evaluate(im, specs[j // group])
                     atoms = list(verdict.atoms.values())
@@ -119,7 +121,8 @@ def run(model: str = "models/shapes-umm", verifier_model: str | None = None, n_p
     for row in rows:
         by.setdefault(row["group"], []).append(row)
     mixed = [g_ for g_ in by.values() if 0 < sum(r["correct"] for r in g_) < len(g_)]
-    out: dict = {"model": model, "verifier": vpath, "split": split, "prompts": n_prompts, "group": group, "images": len(rows),
+    out: dict = {"model": model, "verifier": vpath, "split": split, "prompts": n_prompts, "group": group,
+                 "images": len(rows),
                  "oracle_accuracy": round(sum(r["correct"] for r in rows) / len(rows), 4),
                  "mixed_group_fraction": round(len(mixed) / len(by), 4)}  # fmt: skip
     for v in VARIANTS:

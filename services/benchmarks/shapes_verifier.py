@@ -92,7 +92,8 @@ def other_figures(v: HFVerifier, n: int, rng: random.Random) -> dict:
             h.append(ex)
     ph = _p_yes(v, [(e.image, e.question) for e in h])
     spec_of = {p.text: p for p in held}
-    h_truth = [evaluate(e.image, spec_of[e.question.removeprefix("Does the image match: ").removesuffix("?")]).correct for e in h]
+    spec = lambda e: spec_of[e.question.removeprefix("Does the image match: ").removesuffix("?")]  # noqa: E731
+    h_truth = [evaluate(e.image, spec(e)).correct for e in h]
     return {
         "quality_accuracy": sum((p > 0.5) == e.answer for p, e in zip(pq, q)) / n,
         "holistic_accuracy": sum((p > 0.5) == t for p, t in zip(ph, h_truth)) / n,

@@ -86,7 +86,8 @@ def run(config: str, model_path: str | None, steps: int = 4, repeats: int = 3, p
             train(replace(run_cfg, rollout=small, run=replace(run_cfg.run, steps=3, run_dir=f"{tmp}/a",
                                                               checkpoint_every=1)), straight, task, fetcher,
                   progress=False)  # fmt: skip
-            b = replace(run_cfg, rollout=small, run=replace(run_cfg.run, steps=2, run_dir=f"{tmp}/b", checkpoint_every=1))
+            b = replace(run_cfg, rollout=small, run=replace(run_cfg.run, steps=2, run_dir=f"{tmp}/b",
+                                                            checkpoint_every=1))
             train(b, _fresh(policy, initial), task, fetcher, progress=False)
             resumed = _fresh(policy, initial)
             train(replace(b, run=replace(b.run, steps=3)), resumed, task, fetcher, resume=True, progress=False)

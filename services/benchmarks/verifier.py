@@ -129,7 +129,8 @@ def batching_figure(model_path: Path, image_size: int) -> dict:
     with server:
         one = http_throughput(model_path, image_size, 1, 24, url)
         many = http_throughput(model_path, image_size, 32, 6, url)
-    return {"batching_speedup_c32": round(many / one, 2), "images_per_s_c1": round(one, 2), "images_per_s_c32": round(many, 2)}
+    return {"batching_speedup_c32": round(many / one, 2), "images_per_s_c1": round(one, 2),
+            "images_per_s_c32": round(many, 2)}
 
 
 def run(repeats: int = 5) -> dict:

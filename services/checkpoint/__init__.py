@@ -1,8 +1,8 @@
 """Atomic training checkpoints without pickle: model and optimizer tensors as safetensors, everything else
-(step, RNG states, optimizer hyper-parameters) as JSON. A checkpoint copied without ``optimizer.safetensors``
-(to keep a repository small) still loads: weights and step are restored and the optimizer starts fresh. A checkpoint is written to ``<run>/checkpoint.tmp``
-and swapped in with ``os.replace``, so a crash never leaves a half-written one. Shared by the recipes and the
-trainer (it imports no service and no world).
+(step, RNG states, optimizer hyper-parameters) as JSON. A checkpoint copied without ``optimizer.safetensors`` (to
+keep a repository small) still loads: weights and step are restored and the optimizer starts fresh. A checkpoint is
+written to ``<run>/checkpoint.tmp`` and swapped in with ``os.replace``, so a crash never leaves a half-written one.
+Shared by the recipes and the trainer (it imports no service and no world).
 """
 
 from __future__ import annotations

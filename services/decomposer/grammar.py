@@ -151,7 +151,8 @@ class _Parser:
             if m.group(1) in lex.media_styles:
                 graph.globals.append(("style", m.group(1)))
             text = text[m.end() :]
-        m = re.search(r"(?:,\s*|\s)in the style of\s+(.+)$", text) or re.search(r"(?:,\s*|\s)in ([\w\s'-]+?) style$", text)
+        m = (re.search(r"(?:,\s*|\s)in the style of\s+(.+)$", text)
+             or re.search(r"(?:,\s*|\s)in ([\w\s'-]+?) style$", text))
         if m:
             graph.globals.append(("style", m.group(1).strip()))
             text = text[: m.start()]
@@ -184,7 +185,8 @@ class _Parser:
         adjectives: list[tuple[str, str]] = []
         while i < len(toks) - 1:
             t = toks[i]
-            if t in ("light", "dark", "bright", "pale", "deep") and toks[i + 1] in self.lex.colours and i + 2 < len(toks):
+            shade = t in ("light", "dark", "bright", "pale", "deep")
+            if shade and toks[i + 1] in self.lex.colours and i + 2 < len(toks):
                 adjectives.append(("color", f"{t} {toks[i + 1]}"))
                 i += 2
             elif t in self.adjectives:
@@ -308,7 +310,8 @@ class _Parser:
                 if pending and pending[0] == "cop":
                     adjs = self._adjectives_only(toks)
                     if adjs is not None and last is not None:  # "the apple is red"
-                        graph.entities[last].attributes.extend(a for a in adjs if a not in graph.entities[last].attributes)
+                        have = graph.entities[last].attributes
+                        have.extend(a for a in adjs if a not in have)
                     else:
                         graph.unparsed.append(" ".join([pending[1], *toks]))
                     pending = None

@@ -26,7 +26,8 @@ _COLOURS = [
 _SIZES = ["big", "small", "large", "tiny", "huge", "little", "giant", "tall", "short", "long", "wide", "narrow",
           "thin", "thick", "miniature", "enormous", "massive", "medium"]  # fmt: skip
 _SHAPES = ["round", "square", "rectangular", "triangular", "circular", "oval", "spherical", "cubic", "cylindrical",
-           "hexagonal", "pentagonal", "pyramidal", "octagonal", "conical", "pointed", "curved", "straight", "flat", "star-shaped", "heart-shaped"]  # fmt: skip
+           "hexagonal", "pentagonal", "pyramidal", "octagonal", "conical", "pointed", "curved", "straight", "flat",
+           "star-shaped", "heart-shaped"]  # fmt: skip
 _TEXTURES = ["wooden", "metallic", "metal", "plastic", "glass", "leather", "fluffy", "furry", "smooth", "rough",
              "shiny", "glossy", "matte", "fabric", "rubber", "stone", "ceramic", "paper", "woolen", "velvet",
              "silk", "cotton", "concrete", "marble", "brick", "steel", "iron", "golden", "crystal", "fuzzy",
@@ -77,12 +78,14 @@ _ACTIONS = {
 _FILLERS = ["is", "are", "was", "were", "sits", "sitting", "stands", "standing", "lies", "lying", "rests",
             "resting", "placed", "located", "positioned", "parked", "perched", "hangs", "hanging", "floating",
             "floats", "kept", "stacked", "situated", "seated", "lays", "laying", "that is", "which is",
-            "that are", "which are", "who is", "leaning", "leans", "set", "put", "hung", "mounted", "displayed", "arranged",
+            "that are", "which are", "who is", "leaning", "leans", "set", "put", "hung", "mounted", "displayed",
+            "arranged",
             "stored", "attached", "placed neatly", "sat", "stood", "lay"]  # fmt: skip
 
 # Determiners that mean a plural of unknown size, and phrases that mean an exact number.
 _PLURAL_DETS = ["some", "several", "many", "multiple", "a few", "few", "a group of", "a bunch of", "a lot of",
-                "lots of", "a pile of", "a stack of", "a set of", "set of", "a crowd of", "a herd of", "a flock of", "various"]  # fmt: skip
+                "lots of", "a pile of", "a stack of", "a set of", "set of", "a crowd of", "a herd of", "a flock of",
+                "various"]  # fmt: skip
 _NUMBER_PHRASES = {"a pair of": 2, "a couple of": 2, "a single": 1, "one single": 1, "a dozen": 12}
 
 _NEGATIONS = ["without", "with no", "no", "not", "not a", "not any", "never", "free of"]

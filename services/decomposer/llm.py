@@ -46,7 +46,8 @@ def decomposition_schema(max_semantic: int = MAX_LLM_QUESTIONS, max_quality: int
                     "properties": {
                         "question": question,
                         "tag": {"type": "string", "enum": sorted(SEMANTIC_TAGS)},
-                        "parents": {"type": "array", "items": {"enum": list(range(1, max_semantic + 1))}, "maxItems": 4},
+                        "parents": {"type": "array", "items": {"enum": list(range(1, max_semantic + 1))},
+                                    "maxItems": 4},
                     },
                     "required": ["question", "tag", "parents"],
                     "additionalProperties": False,
@@ -163,7 +164,8 @@ def questions_from_json(value: dict) -> ParsedDecomposition:
             else:
                 repairs += 1  # unknown, forward (possible cycle) or duplicate parent
         text = str(item["question"]).strip()[:MAX_LLM_QUESTION_CHARS]
-        questions.append(Question(id=new_id[pos], text=text, kind=QuestionKind.semantic, tag=SemanticTag(item["tag"]), parents=parents))
+        questions.append(Question(id=new_id[pos], text=text, kind=QuestionKind.semantic, tag=SemanticTag(item["tag"]),
+                                  parents=parents))
     qi = 0
     for item in qual[:8]:
         text = str(item.get("question", "")).strip() if isinstance(item, dict) else ""
@@ -172,7 +174,8 @@ def questions_from_json(value: dict) -> ParsedDecomposition:
             continue
         seen.add(text.lower())
         qi += 1
-        questions.append(Question(id=f"q{qi}", text=text[:MAX_LLM_QUESTION_CHARS], kind=QuestionKind.quality, tag=QualityAspect(item["aspect"])))
+        questions.append(Question(id=f"q{qi}", text=text[:MAX_LLM_QUESTION_CHARS], kind=QuestionKind.quality,
+                                  tag=QualityAspect(item["aspect"])))
     return ParsedDecomposition(questions, repairs)
 
 

@@ -52,7 +52,8 @@ def _rewards(client: VerifierClient, prompts: list[str], images: list[Any], **op
 
 
 def trl_reward_function(url: str, *, api_key: str | None = None, aggregation: str = "geometric",
-                        incomplete: str = "fail", timeouts: Timeouts = Timeouts(), retry: RetryPolicy = RetryPolicy()):  # fmt: skip
+                        incomplete: str = "fail", timeouts: Timeouts = Timeouts(),
+                        retry: RetryPolicy = RetryPolicy()):  # fmt: skip
     """A TRL-style reward function backed by ``POST {url}/v1/reward``."""
     client = VerifierClient(url, api_key=api_key, timeouts=timeouts, retry=retry)
 
@@ -65,7 +66,8 @@ def trl_reward_function(url: str, *, api_key: str | None = None, aggregation: st
 
 
 def flow_grpo_reward_function(url: str, *, api_key: str | None = None, aggregation: str = "geometric",
-                              incomplete: str = "fail", timeouts: Timeouts = Timeouts(), retry: RetryPolicy = RetryPolicy()):  # fmt: skip
+                              incomplete: str = "fail", timeouts: Timeouts = Timeouts(),
+                              retry: RetryPolicy = RetryPolicy()):  # fmt: skip
     """A Flow-GRPO-style reward function backed by ``POST {url}/v1/reward``."""
     import numpy as np
 

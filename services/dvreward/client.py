@@ -103,7 +103,8 @@ def is_retryable_http(exc: BaseException) -> bool:
 
 def _http_kwargs(base_url: str, api_key: str | None, timeouts: Timeouts) -> dict:
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    return {"base_url": base_url, "headers": headers, "timeout": httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s)}
+    timeout = httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s)
+    return {"base_url": base_url, "headers": headers, "timeout": timeout}
 
 
 def _make_wait(policy: RetryPolicy):

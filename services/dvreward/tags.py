@@ -2,8 +2,8 @@
 
 Semantic tags and quality aspects follow the reference decomposer (section 2.1 of the reference spec):
 ten semantic tags and eight quality aspects, plus ``holistic`` for the single
-"Does the image match: <prompt>?" question of the holistic-reward baseline. One convention holds for *every* question, semantic or
-quality: it is phrased so that "yes" means the image satisfies the request ("Are there fewer than
+"Does the image match: <prompt>?" question of the holistic-reward baseline. One convention holds for *every* question,
+semantic or quality: it is phrased so that "yes" means the image satisfies the request ("Are there fewer than
 three clocks?", "Is the image free of dogs?", "Is the image sharp and free of blur?"), so P(yes) is
 always a score and aggregation never has to flip a sign.
 """

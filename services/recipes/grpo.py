@@ -76,7 +76,8 @@ class ShapesTask(PlanVocab):
                  eval_categories: list[str] | None = None, reason: ReasonConfig | None = None,
                  reflect: ReflectConfig | None = None, eval_repeats: int = 1):  # fmt: skip
         if (reason or reflect) and any(t not in tokenizer.get_vocab() for t in THINK):
-            raise ValueError(f"planning and refinement need a model whose tokenizer has {THINK} (train-umm --plan-cond)")
+            raise ValueError(f"planning and refinement need a model whose tokenizer has {THINK} "
+                             "(train-umm --plan-cond)")
         super().__init__(tokenizer, max_tokens)
         self.fetcher, self.run = fetcher, Path(run_dir)
         explicit = [c for c in CATEGORIES if c != "implicit"]
@@ -104,7 +105,8 @@ class ShapesTask(PlanVocab):
     def evaluate(self, policy, step: int) -> dict:
         g = torch.Generator().manual_seed(self.eval_seed)
         # plans draw from their own stream, so a reasoning run's images get the same noise, row for row, as the
-        # evaluation of the same prompts without reasoning: reason-vs-baseline compares pair by image, not by prompt only
+        # evaluation of the same prompts without reasoning: reason-vs-baseline compares pair by image, not by
+        # prompt only
         g_text = torch.Generator().manual_seed(self.eval_seed + 1)
         first, plans = [], []
         for i in range(0, len(self.eval_specs), 32):
@@ -112,7 +114,8 @@ class ShapesTask(PlanVocab):
             if self.reason is not None:
                 p = sample_plans(policy, self, texts, max_tokens=self.reason.max_plan_tokens,
                                  temperature=self.reason.eval_temperature, generator=g_text)  # fmt: skip
-                ctx, plans = policy.encode(p.ids, p.mask), plans + [(p.texts[j], float(p.format[j])) for j in range(len(texts))]
+                ctx = policy.encode(p.ids, p.mask)
+                plans = plans + [(p.texts[j], float(p.format[j])) for j in range(len(texts))]
             else:
                 ctx = policy.encode(*self.tokenize(texts))
             first.append(sample_images(policy, ctx, n_steps=self.n_steps, shift=self.shift, cfg_scale=self.cfg_scale,
@@ -127,7 +130,8 @@ class ShapesTask(PlanVocab):
             for i, x in zip(range(0, len(self.eval_specs), 32), first):
                 new, e = refine_images(policy, self.tok, [s.text for s in self.eval_specs[i : i + 32]], x,
                                        max_tokens=self.max_tokens, edit_tokens=self.reflect.max_edit_tokens,
-                                       temperature=self.reflect.eval_temperature, n_steps=self.n_steps, shift=self.shift,
+                                       temperature=self.reflect.eval_temperature, n_steps=self.n_steps,
+                                       shift=self.shift,
                                        cfg_scale=self.cfg_scale, generator=g)  # fmt: skip
                 refined.append(new)
                 edits += e

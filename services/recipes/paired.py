@@ -19,7 +19,8 @@ from pathlib import Path
 def read_verdicts(path: str | Path) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return [{"prompt": r["prompt"], "category": r["category"], "correct": int(r["correct"]), "reward": float(r["reward"]),
+    return [{"prompt": r["prompt"], "category": r["category"], "correct": int(r["correct"]),
+             "reward": float(r["reward"]),
              "atoms": float(r["atom_accuracy"]) if r.get("atom_accuracy") not in (None, "") else None}
             for r in rows]  # fmt: skip
 
@@ -53,7 +54,8 @@ def paired_change(before: list[float], after: list[float], groups: list | None =
     d = [b - a for a, b in zip(before, after)]
     n = len(d)
     out = {"n": n, "before": sum(before) / n, "after": sum(after) / n, "change": sum(d) / n,
-           "change_stderr": clustered_stderr(d, groups), "turned_right": d.count(1), "turned_wrong": d.count(-1)}  # fmt: skip
+           "change_stderr": clustered_stderr(d, groups), "turned_right": d.count(1),
+           "turned_wrong": d.count(-1)}  # fmt: skip
     if groups is not None and len(set(groups)) < n:
         out["n_clusters"] = len(set(groups))
     return out
@@ -66,8 +68,10 @@ def compare(a: str | Path, b: str | Path) -> dict:
         raise ValueError(f"{a} and {b} do not list the same prompts in the same order: not the same evaluation")
     groups = [r["prompt"] for r in ra]  # repeated prompts (eval.repeats): clustered standard errors
     out = {k: round(v, 4) if isinstance(v, float) else v
-           for k, v in paired_change([r["correct"] for r in ra], [r["correct"] for r in rb], groups).items()}  # fmt: skip
-    rewards = [(x["reward"], y["reward"]) for x, y in zip(ra, rb) if not (math.isnan(x["reward"]) or math.isnan(y["reward"]))]
+           for k, v in paired_change([r["correct"] for r in ra], [r["correct"] for r in rb],
+                                     groups).items()}  # fmt: skip
+    rewards = [(x["reward"], y["reward"]) for x, y in zip(ra, rb)
+               if not (math.isnan(x["reward"]) or math.isnan(y["reward"]))]
     if rewards:
         out["verifier_reward_before"] = round(sum(x for x, _ in rewards) / len(rewards), 4)
         out["verifier_reward_after"] = round(sum(y for _, y in rewards) / len(rewards), 4)

@@ -1,14 +1,15 @@
 """Recipe of the tiny UMM base model (``alphagrpo shapes train-umm``): flow-matching pretraining of
 ``trainer.policies.tiny_umm.TinyUMM`` on ShapesWorld, on CPU, seeded and resumable.
 
-Data: explicit training-split prompts with scenes that satisfy them, rendered at 32x32 and scaled to
-[-1, 1]; 10 % of rows see the null context (for classifier-free guidance). Planning (for reasoning
-text-to-image): with ``plan_cond`` > 0 that share of image rows is conditioned on ``prompt <think> plan
-</think>``, where the plan is the prompt's explicit resolution, and implicit training prompts join the image
-rows only in that form; with ``plan_lm_weight`` > 0 the language model also learns to write the plan after
-``<think>`` (cross-entropy on the plan's tokens), so the reasoning trainer starts from a policy that plans. The text model trains end to end with the image loss. An EMA of the weights (decay 0.999) is what
-gets evaluated and shipped. Evaluation: a fixed set of held-out explicit prompts, one image each from a fixed
-noise with the ODE sampler (guidance 3), judged by the ShapesWorld oracle, per GenEval category.
+Data: explicit training-split prompts with scenes that satisfy them, rendered at 32x32 and scaled to [-1, 1]; 10 %
+of rows see the null context (for classifier-free guidance). Planning (for reasoning text-to-image): with
+``plan_cond`` > 0 that share of image rows is conditioned on ``prompt <think> plan </think>``, where the plan is the
+prompt's explicit resolution, and implicit training prompts join the image rows only in that form; with
+``plan_lm_weight`` > 0 the language model also learns to write the plan after ``<think>`` (cross-entropy on the
+plan's tokens), so the reasoning trainer starts from a policy that plans. The text model trains end to end with the
+image loss. An EMA of the weights (decay 0.999) is what gets evaluated and shipped. Evaluation: a fixed set of
+held-out explicit prompts, one image each from a fixed noise with the ODE sampler (guidance 3), judged by the
+ShapesWorld oracle, per GenEval category.
 
 Recipes import the world and the model classes; nothing imports recipes (README, layout).
 """
@@ -197,7 +198,8 @@ class PlanVocab:
 @torch.no_grad()
 def refine_images(model: TinyUMM, tok, texts: list[str], images: torch.Tensor, *, max_tokens: int = 24,
                   edit_tokens: int = 12, temperature: float = 0.3, n_steps: int = 20, shift: float = 3.0,
-                  cfg_scale: float = 3.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
+                  cfg_scale: float = 3.0, generator: torch.Generator | None = None,
+                  ) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
     """One refinement pass: the model reads each prompt and its image, writes an edit after ``<think>``, and
     draws a new image conditioned on prompt, edit and the old image. Returns (new images, edit texts)."""
     from trainer.reasoning import sample_plans
@@ -277,7 +279,8 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
         _truncate_log(run / "log.jsonl", step)  # a crash may have logged steps past the checkpoint
         if not state["optimizer_restored"]:
             warm_from = step  # fresh AdamW moments: warm up again rather than take full-size first steps
-            print(f"train-umm: {run} holds weights without optimizer state; AdamW restarts at step {step}")  # noqa: T201
+            print(f"train-umm: {run} holds weights without optimizer state; "  # noqa: T201
+                  f"AdamW restarts at step {step}")
         if state["grown"]:
             print(f"train-umm: new parts start fresh at step {step}: {state['grown']}")  # noqa: T201
         ema = load_extra(run, "ema")
@@ -394,7 +397,8 @@ def export_umm(run: Path, out: Path, n_eval: int = 0, cfg_scale: float | None = 
         last, images = evaluate_umm(model, tok, recipe, eval_prompts(recipe))
         last |= {"n_prompts": n_eval, "cfg_scale": recipe.cfg_scale, "sample_steps": recipe.sample_steps}
         if recipe.plan_lm_weight > 0:
-            last |= {f"plan_exact_{split}": round(plan_accuracy(model, tok, split), 4) for split in ("train", "heldout")}
+            last |= {f"plan_exact_{split}": round(plan_accuracy(model, tok, split), 4)
+                     for split in ("train", "heldout")}
         out.mkdir(parents=True, exist_ok=True)
         _grid(images[:48]).save(out / "samples.png")
     _save(model.eval(), tok, recipe, state["step"], state["elapsed"], last, out)

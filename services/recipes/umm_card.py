@@ -83,7 +83,8 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
                    for k, v in sorted(ev.items()) if k.startswith("acc_"))  # fmt: skip
     refined = ""
     if "refined_accuracy" in ev:
-        refined = f"| accuracy after one refinement pass (reads its image, writes an edit, redraws) | {ev['refined_accuracy']:.3f} |\n"
+        refined = ("| accuracy after one refinement pass (reads its image, writes an edit, redraws) | "
+                   f"{ev['refined_accuracy']:.3f} |\n")
     plan_line = ""
     if "plan_exact_heldout" in ev:
         plan_line = (f" Its plan (temperature 0.3) is exactly the resolution for {ev['plan_exact_train']:.0%} of the "
@@ -92,14 +93,16 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
     if model.cfg.image_patch:
         refine_line = ("* Refinement: its language model reads an input image as patch tokens and writes an edit after "
                        "`prompt <think>` (\"make the square blue\"); the U-Net redraws conditioned on prompt, edit and "
-                       "the old image (pretrained on near misses with their gold edit, `shapesworld/refine.py`).\n")  # fmt: skip
+                       "the old image (pretrained on near misses with their gold edit, "
+                       "`shapesworld/refine.py`).\n")  # fmt: skip
     lines, previous = [], None
     if history_path is not None and Path(history_path).exists():
         defaults = asdict(UMMRecipe())
         skip = {"from_step", "seed", "minutes", "max_steps", "eval_every_s", "checkpoint_every_s", "eval_prompts"}
         for raw in Path(history_path).read_text().splitlines():
             h = json.loads(raw)
-            changed = {k: v for k, v in h.items() if k not in skip and v != defaults.get(k, v) and not isinstance(v, list)}
+            changed = {k: v for k, v in h.items()
+                       if k not in skip and v != defaults.get(k, v) and not isinstance(v, list)}
             if changed == previous:
                 continue  # a resume with the same recipe
             previous = changed
@@ -107,7 +110,8 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
             lines.append(f"* from step {h['from_step']:,}: " + (listed or "the defaults of `UMMRecipe`"))
     size = (folder / "model.safetensors").stat().st_size / 2**20
     text = TEMPLATE.format(
-        lm_params=_params(model, "lm."), unet_params=_params(model, "unet."), params=sum(p.numel() for p in model.parameters()),
+        lm_params=_params(model, "lm."), unet_params=_params(model, "unet."),
+        params=sum(p.numel() for p in model.parameters()),
         vocab=model.cfg.vocab_size, size_mb=size, train_minutes=card["train_seconds"] / 60, steps=card["steps"],
         batch=recipe["batch"], refine_line=refine_line, plan_line=plan_line, n_prompts=n, accuracy=acc,
         stderr=(acc * (1 - acc) / max(n, 1)) ** 0.5, atom_accuracy=ev.get("atom_accuracy", float("nan")),

@@ -38,8 +38,9 @@ class ServerProcess:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                see = f"; see {self.log_path}" if self.log_path else ""
                 raise RuntimeError(f"{self.cmd[:4]} exited with {self.proc.returncode} before answering "
-                                   f"{self.health_url}" + (f"; see {self.log_path}" if self.log_path else ""))  # fmt: skip
+                                   f"{self.health_url}{see}")
             try:
                 if httpx.get(self.health_url, timeout=1.0).status_code == 200:
                     return self
@@ -76,7 +77,8 @@ def alphagrpo_cmd(*args: str) -> list[str]:
 
 def start_decomposer(port: int | None = None, env: dict[str, str] | None = None, **kw) -> tuple[ServerProcess, str]:
     port = port or free_port()
-    env = {"DECOMPOSER_HOST": "127.0.0.1", "DECOMPOSER_PORT": str(port), "DECOMPOSER_LOG_LEVEL": "warning", **(env or {})}
+    env = {"DECOMPOSER_HOST": "127.0.0.1", "DECOMPOSER_PORT": str(port), "DECOMPOSER_LOG_LEVEL": "warning",
+           **(env or {})}
     url = f"http://127.0.0.1:{port}"
     return ServerProcess(alphagrpo_cmd("serve", "decomposer"), health_url=url + "/health", env=env, **kw), url
 
@@ -140,7 +142,8 @@ def start_prometheus(targets: dict[str, list[str]], workdir: str | Path, port: i
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    config = {"global": {"scrape_interval": f"{scrape_interval_s:g}s", "evaluation_interval": f"{scrape_interval_s:g}s"},
+    config = {"global": {"scrape_interval": f"{scrape_interval_s:g}s",
+                         "evaluation_interval": f"{scrape_interval_s:g}s"},
               "scrape_configs": [{"job_name": job, "static_configs": [{"targets": hosts}]}
                                  for job, hosts in targets.items()]}  # fmt: skip
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-DECOMPOSITION_BYTES = 1200  # mean JSON size of a rules decomposition of a GenEval prompt (measured); LLM ones run larger
+# mean JSON size of a rules decomposition of a GenEval prompt (measured); LLM ones run larger
+DECOMPOSITION_BYTES = 1200
 REDIS_OVERHEAD = 2.0  # keys, expiry and allocator overhead over the raw value size
 
 

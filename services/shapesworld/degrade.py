@@ -58,7 +58,8 @@ def partial(scene: Scene, size: int, fraction: float, rng: random.Random) -> Ima
         px, py = cx + ux * d, cy + uy * d
         far = 3 * r
         pts = [(px - uy * far, py + ux * far), (px + uy * far, py - ux * far),
-               (px + uy * far + ux * far, py - ux * far + uy * far), (px - uy * far + ux * far, py + ux * far + uy * far)]  # fmt: skip
+               (px + uy * far + ux * far, py - ux * far + uy * far),
+               (px - uy * far + ux * far, py + ux * far + uy * far)]  # fmt: skip
         draw.polygon(pts, fill=BACKGROUND)
     return img
 
@@ -72,7 +73,8 @@ def drop_object(scene: Scene, rng: random.Random) -> Scene:
 
 
 def add_object(scene: Scene, rng: random.Random, shape: str | None = None, colour: str | None = None) -> Scene:
-    o = place(rng, shape or rng.choice(SHAPES), colour or rng.choice(list(COLOURS)), rng.choice(list(SIZES)), scene.objects)
+    o = place(rng, shape or rng.choice(SHAPES), colour or rng.choice(list(COLOURS)), rng.choice(list(SIZES)),
+              scene.objects)
     return Scene([*scene.objects, o]) if o is not None else scene
 
 

@@ -32,7 +32,8 @@ from trainer.config import RolloutConfig
 
 # atom (category, detail) -> the verifier recipe's question kind
 _KIND = {("entity", "whole"): "exist", ("count", "exactly"): "count", ("count", "fewer_than"): "fewer",
-         ("attribute", "color"): "colour", ("attribute", "size"): "size", ("relation", "spatial"): "spatial"}  # fmt: skip
+         ("attribute", "color"): "colour", ("attribute", "size"): "size",
+         ("relation", "spatial"): "spatial"}  # fmt: skip
 
 
 def kind_of(atom: tuple[str, ...]) -> str | None:
@@ -112,7 +113,8 @@ def label_rollouts(model: str, out: Path, per_prompt: dict[str, int], rollout: R
             chunk = jobs[i : i + batch]
             with torch.no_grad():
                 ctx = policy.encode(*tokenize(tok, [p.text for _, p in chunk], 24))
-                r = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, window_start=rng.randint(*ro.window_range),
+                r = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift,
+                                  window_start=rng.randint(*ro.window_range),
                                   window_len=ro.window_len, noise_level=ro.noise_level, cfg_scale=ro.cfg_scale,
                                   generator=g, noise_block=ro.noise_block)  # fmt: skip
             for j, ((split, spec), im) in enumerate(zip(chunk, to_images(r.images))):

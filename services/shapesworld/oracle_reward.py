@@ -38,7 +38,8 @@ class OracleRewards:
         self._specs = {p.text: p for p in all_prompts()}
 
     def describe(self) -> dict:
-        return {"mode": "oracle", "signal": self.signal, "note": "diagnostic ceiling: rewarded by the evaluation's judge"}
+        return {"mode": "oracle", "signal": self.signal,
+                "note": "diagnostic ceiling: rewarded by the evaluation's judge"}
 
     def submit(self, prompts: list[str], images: list[Any], questions=None) -> Future:
         if len(prompts) != len(images):

@@ -125,7 +125,8 @@ def _implicit_prompts() -> list[PromptSpec]:
     for fact, n in NUMBER_FACTS.items():
         for s in SHAPES:
             r = Requirement(s, count=n, exact=True)
-            out.append(PromptSpec(f"a photo of as many {s}s as {fact}", "implicit", (r,), explicit_text((r,), "counting"), "number"))
+            out.append(PromptSpec(f"a photo of as many {s}s as {fact}", "implicit", (r,),
+                                  explicit_text((r,), "counting"), "number"))
             for c in ("red", "blue", "green"):
                 r = Requirement(s, c, count=n, exact=True)
                 out.append(PromptSpec(f"a photo of as many {c} {s}s as {fact}", "implicit", (r,),
@@ -133,13 +134,15 @@ def _implicit_prompts() -> list[PromptSpec]:
     for thing, c in COLOUR_FACTS.items():
         for s in SHAPES:
             r = Requirement(s, c)
-            out.append(PromptSpec(f"a photo of a {s} the colour of {thing}", "implicit", (r,), explicit_text((r,), "colors"), "colour"))
+            out.append(PromptSpec(f"a photo of a {s} the colour of {thing}", "implicit", (r,),
+                                  explicit_text((r,), "colors"), "colour"))
     for desc, s in SHAPE_FACTS.items():
         r = Requirement(s)
         out.append(PromptSpec(f"a photo of a {desc}", "implicit", (r,), explicit_text((r,), "single_object"), "shape"))
         for c in COLOURS:
             r = Requirement(s, c)
-            out.append(PromptSpec(f"a photo of {_a(c)} {c} {desc}", "implicit", (r,), explicit_text((r,), "colors"), "shape"))
+            out.append(PromptSpec(f"a photo of {_a(c)} {c} {desc}", "implicit", (r,), explicit_text((r,), "colors"),
+                                  "shape"))
     return out
 
 

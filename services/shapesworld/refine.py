@@ -37,7 +37,8 @@ def _noun(r: Requirement) -> str:
     return " ".join(w for w in (r.colour, r.shape) if w)
 
 
-def near_miss(spec: PromptSpec, scene: Scene, rng: random.Random, kinds: tuple[str, ...] = KINDS) -> tuple[Scene, str, str]:
+def near_miss(spec: PromptSpec, scene: Scene, rng: random.Random,
+              kinds: tuple[str, ...] = KINDS) -> tuple[Scene, str, str]:
     """(broken scene, instruction, kind) for a scene that satisfies ``spec``: kinds are tried in a random
     order and the first that applies to this prompt and scene is used (``keep`` always applies)."""
     for kind in rng.sample(list(kinds), len(kinds)):

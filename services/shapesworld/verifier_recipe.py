@@ -124,16 +124,19 @@ def build_model(cfg: RecipeConfig, tok):
     head_dim = cfg.text_hidden // 4
     half = head_dim // 2
     section = [half - 2 * (half // 3), half // 3, half // 3]
-    text = dict(vocab_size=len(tok) + (-len(tok)) % 32, hidden_size=cfg.text_hidden, intermediate_size=3 * cfg.text_hidden,
+    text = dict(vocab_size=len(tok) + (-len(tok)) % 32, hidden_size=cfg.text_hidden,
+                intermediate_size=3 * cfg.text_hidden,
                 num_hidden_layers=cfg.text_layers, num_attention_heads=4, num_key_value_heads=2,
                 max_position_embeddings=512, rope_parameters={"rope_type": "default", "mrope_section": section,
                                                               "rope_theta": 10000.0},
-                eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<pad>"], bos_token_id=ids["<|endoftext|>"])  # fmt: skip
+                eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<pad>"],
+                bos_token_id=ids["<|endoftext|>"])  # fmt: skip
     vision = dict(embed_dim=cfg.vision_hidden, hidden_size=cfg.text_hidden, depth=cfg.vision_depth, num_heads=4,
                   mlp_ratio=2, patch_size=PATCH, spatial_merge_size=MERGE, temporal_patch_size=2)  # fmt: skip
     config = AutoConfig.for_model("qwen2_vl", text_config=text, vision_config=vision,
                                   image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+                                  vision_start_token_id=ids["<|vision_start|>"],
+                                  vision_end_token_id=ids["<|vision_end|>"],
                                   tie_word_embeddings=True)  # fmt: skip
     torch.manual_seed(cfg.seed)
     return Qwen2VLForConditionalGeneration(config)
@@ -173,7 +176,8 @@ class Encoder:
 
     def __call__(self, batch: list[Example]) -> dict:
         pix = self.image_processor(images=[e.image for e in batch], return_tensors="pt")
-        enc = self.tok([self.text(e.question) for e in batch], padding=True, return_tensors="pt", add_special_tokens=False)
+        enc = self.tok([self.text(e.question) for e in batch], padding=True, return_tensors="pt",
+                       add_special_tokens=False)
         ids = enc["input_ids"]
         return {
             "input_ids": ids, "attention_mask": enc["attention_mask"], "pixel_values": pix["pixel_values"],
@@ -400,6 +404,7 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
     if out is not None:
         del model.aux_head
         card = {"system_prompt": SYSTEM_PROMPT, "recipe": asdict(cfg), "steps": step, "train_seconds": round(elapsed),
-                "examples": step * cfg.batch, "validation": last_eval, "world": "shapesworld", "image_size": IMAGE_SIZE}  # fmt: skip
+                "examples": step * cfg.batch, "validation": last_eval, "world": "shapesworld",
+                "image_size": IMAGE_SIZE}  # fmt: skip
         save_folder(model, tok, out, card)
     return last_eval

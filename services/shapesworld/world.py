@@ -66,7 +66,8 @@ def fits(obj: Obj, others: list[Obj]) -> bool:
 
 
 def place(rng: random.Random, shape: str, colour: str, size: str, others: list[Obj], tries: int = 200,
-          x_range: tuple[float, float] = (0.0, 1.0), y_range: tuple[float, float] = (0.0, 1.0)) -> Obj | None:  # fmt: skip
+          x_range: tuple[float, float] = (0.0, 1.0),
+          y_range: tuple[float, float] = (0.0, 1.0)) -> Obj | None:  # fmt: skip
     """A random non-overlapping position for one object (None if the scene is too crowded)."""
     r = SIZES[size] * (1.16 if shape == "square" else 1.0)
     for _ in range(tries):

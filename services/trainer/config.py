@@ -42,7 +42,8 @@ class RolloutConfig:
             raise ValueError(f"prompts_per_step ({self.prompts_per_step}) must be divisible by chunks ({self.chunks})")
         lo, hi = self.window_range
         if not 0 <= lo <= hi or hi + self.window_len > self.n_steps:
-            raise ValueError(f"window_range {self.window_range} + window_len {self.window_len} must fit in n_steps {self.n_steps}")
+            raise ValueError(f"window_range {self.window_range} + window_len {self.window_len} must fit in n_steps "
+                             f"{self.n_steps}")
 
 
 @dataclass
@@ -74,7 +75,8 @@ class GRPOConfig:
         if self.nft_beta <= 0 or self.nft_timesteps < 1:
             raise ValueError("grpo.nft_beta must be > 0 and grpo.nft_timesteps >= 1")
         if not 0 <= self.ema_max < 1 or self.ema_rate < 0:
-            raise ValueError(f"grpo.ema_max must be in [0, 1) and grpo.ema_rate >= 0; got {self.ema_max}, {self.ema_rate}")
+            raise ValueError(f"grpo.ema_max must be in [0, 1) and grpo.ema_rate >= 0; got {self.ema_max}, "
+                             f"{self.ema_rate}")
         if self.ema_max > 0 and self.objective != "nft":
             raise ValueError("grpo.ema_max > 0 needs grpo.objective 'nft': Flow-GRPO's ratio is taken against the "
                              "rollout policy, which must then be the trained one")  # fmt: skip
@@ -109,7 +111,8 @@ class ReflectConfig:
     max_edit_tokens: int = 12  # the critique + edit written before the refined image
     temperature: float = 1.0
     top_p: float = 0.8
-    text_loss_weight: float = 0.5  # edit loss x trained image steps x this (0.5 x 2 = 1: like one image step, as the reference)
+    # edit loss x trained image steps x this (0.5 x 2 = 1: like one image step, as the reference)
+    text_loss_weight: float = 0.5
     eval_temperature: float = 0.3
 
     def __post_init__(self) -> None:

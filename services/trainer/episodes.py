@@ -111,12 +111,13 @@ def refine_round(policy, task, fetcher, cfg: TrainConfig, prompts: list[str], wi
         gen = generators(c)
         with torch.no_grad():
             ctx = policy.encode(ids[sl], mask[sl]).repeat(fc.n_initial)
-            first = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, cfg_scale=ro.cfg_scale, generator=gen)
+            first = sample_images(policy, ctx, n_steps=ro.n_steps, shift=ro.shift, cfg_scale=ro.cfg_scale,
+                                  generator=gen)
         texts = [p for p in prompts[sl] for _ in range(fc.n_initial)]
         stage1.append((c, sl, rows, gen, first.images, fetcher.submit(texts, task.to_images(first.images))))
     waited0 = fetcher.waited_s
     chunks, futures, inits = [], [], []
-    for c, sl, rows, gen, images, fut in stage1:
+    for _c, sl, rows, gen, images, fut in stage1:
         n_prompts = sl.stop - sl.start
         cand = torch.tensor(fetcher.wait(fut).values, dtype=torch.float64).view(n_prompts, fc.n_initial)
         idx, r_init = select_initial(cand)

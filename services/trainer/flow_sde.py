@@ -42,7 +42,8 @@ def block_mean(x: torch.Tensor, block: int) -> torch.Tensor:
     if block == 1:
         return x
     if x.dim() != 4 or x.shape[-1] % block or x.shape[-2] % block:
-        raise ValueError(f"noise block {block} needs (B, C, H, W) images with H and W divisible by it, got {tuple(x.shape)}")
+        raise ValueError(f"noise block {block} needs (B, C, H, W) images with H and W divisible by it, got "
+                         f"{tuple(x.shape)}")
     return torch.nn.functional.avg_pool2d(x, block)
 
 
@@ -65,7 +66,8 @@ def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
 
 def sde_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, noise_level: float, *,
              t_cap: float | None = None, prev_sample: torch.Tensor | None = None,
-             generator: torch.Generator | None = None, block: int = 1, antithetic: bool = False) -> SDEStep:  # fmt: skip
+             generator: torch.Generator | None = None, block: int = 1,
+             antithetic: bool = False) -> SDEStep:  # fmt: skip
     """One stochastic step t -> t_next; with ``prev_sample`` it scores that sample instead of drawing one.
     ``block`` > 1: block noise (module docstring). ``antithetic``: rows 2j and 2j + 1 get opposite noises
     (eps, -eps); each row's noise is still standard normal, so each sample and its log-prob are unchanged in

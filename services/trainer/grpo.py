@@ -85,7 +85,8 @@ class LossStats:
     ratio_max_dev: float  # max |ratio - 1|, to choose the clip range against
 
 
-def clipped_ratio_loss(log_ratio: torch.Tensor, adv: torch.Tensor, low: float, high: float) -> tuple[torch.Tensor, LossStats]:
+def clipped_ratio_loss(log_ratio: torch.Tensor, adv: torch.Tensor, low: float,
+                       high: float) -> tuple[torch.Tensor, LossStats]:
     """mean_i max(-A_i r_i, -A_i clip(r_i, 1 - low, 1 + high)) with r = exp(log_ratio); all shapes (B,)."""
     if log_ratio.shape != adv.shape:
         raise ValueError(f"ratio {tuple(log_ratio.shape)} and advantage {tuple(adv.shape)} differ: no broadcasting")

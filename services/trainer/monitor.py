@@ -33,7 +33,8 @@ class TrainerMetrics:
         self.velocity_max_dev = g("velocity_max_dev", "grpo.objective nft: max |v - v_old| over the last step's "
                                   "inner passes (0 with one pass); there is no ratio, so ratio_max_dev stays 0")
         self.ema_decay = g("ema_decay", "grpo.ema_max: the last step's soft-update decay of the sampling EMA")
-        self.ema_gap = g("ema_gap", "grpo.ema_max: max |theta - theta_old|, how far the trained weights lead the sampler")
+        self.ema_gap = g("ema_gap",
+                         "grpo.ema_max: max |theta - theta_old|, how far the trained weights lead the sampler")
         self.samples_per_second = g("samples_per_second", "images per second over the last step")
         self.reward_wait_fraction = g("reward_wait_fraction", "share of the last step blocked on rewards")
         self.text_loss = g("text_loss", "last step's loss of the text written before the image (plan or edit)")
@@ -45,16 +46,19 @@ class TrainerMetrics:
                                               "oracle accuracy after one refinement pass, last eval")  # fmt: skip
         self.eval_verifier_reward = g("eval_verifier_reward", "verifier DVReward on held-out prompts, last eval")
         self.invalid_rewards_total = Counter("alphagrpo_trainer_invalid_rewards_total",
-                                             "samples whose reward was NaN (excluded from advantages)", registry=r)  # fmt: skip
+                                             "samples whose reward was NaN (excluded from advantages)",
+                                             registry=r)  # fmt: skip
         self.skipped_steps_total = Counter("alphagrpo_trainer_skipped_steps_total",
-                                           "steps skipped because no sample had a non-zero advantage", registry=r)  # fmt: skip
+                                           "steps skipped because no sample had a non-zero advantage",
+                                           registry=r)  # fmt: skip
         self.step_seconds = Histogram("alphagrpo_trainer_step_seconds", "wall time of one training step",
                                       buckets=_STEP_BUCKETS, registry=r)  # fmt: skip
 
     def observe(self, rec: dict) -> None:
         """Update from one JSONL record of the training loop."""
         self.step.set(rec["step"])
-        for name in ("loss", "kl", "clip_fraction", "ratio_max_dev", "velocity_max_dev", "ema_decay", "ema_gap", "samples_per_second", "reward_wait_fraction",
+        for name in ("loss", "kl", "clip_fraction", "ratio_max_dev", "velocity_max_dev", "ema_decay", "ema_gap",
+                     "samples_per_second", "reward_wait_fraction",
                      "frac_reward_zero_std", "reward_mean", "reward_std", "text_loss", "format_rate", "r_init_mean",
                      "n_improved"):  # fmt: skip
             value = rec.get(name)
@@ -93,7 +97,8 @@ class Monitor:
                 "state": "training", "step": rec["step"], "total_steps": self.total_steps,
                 "reward_mean": rec.get("reward_mean"), "reward_std": rec.get("reward_std"), "kl": rec.get("kl"),
                 "clip_fraction": rec.get("clip_fraction"), "samples_per_second": rec.get("samples_per_second"),
-                "reward_wait_seconds": rec.get("reward_wait_s"), "reward_wait_fraction": rec.get("reward_wait_fraction"),
+                "reward_wait_seconds": rec.get("reward_wait_s"),
+                "reward_wait_fraction": rec.get("reward_wait_fraction"),
                 "skipped": rec.get("skipped"), "last_eval": last_eval, "run_dir": self.run_dir,
                 **{k: rec[k] for k in ("round", "text_loss", "format_rate", "r_init_mean", "n_improved") if k in rec},
                 "uptime_s": round(time.time() - self.started, 1),

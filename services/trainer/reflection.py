@@ -33,7 +33,8 @@ def select_initial(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     filled = torch.where(torch.isnan(rewards), torch.full_like(rewards, math.inf), rewards)
     r_init, idx = filled.min(dim=1)
     none = torch.isinf(r_init)
-    return torch.where(none, torch.full_like(idx, -1), idx), torch.where(none, torch.full_like(r_init, math.nan), r_init)
+    return (torch.where(none, torch.full_like(idx, -1), idx),
+            torch.where(none, torch.full_like(r_init, math.nan), r_init))
 
 
 @dataclass

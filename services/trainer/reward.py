@@ -111,8 +111,9 @@ class RewardFetcher:
                 break
             except (TransportError, ServiceUnavailable, RateLimited, ProtocolError) as e:
                 if time.monotonic() > deadline:
-                    raise RewardUnavailable(f"the verifier at {self.url} has been unavailable for {self.patience_s:.0f} s "
-                                            f"({e}); training stops rather than train on missing rewards") from e  # fmt: skip
+                    raise RewardUnavailable(f"the verifier at {self.url} has been unavailable for "
+                                            f"{self.patience_s:.0f} s ({e}); training stops rather than train on "
+                                            "missing rewards") from e  # fmt: skip
                 if not paused:
                     log.warning("verifier at %s unavailable (%s): training is paused, retrying every %.0f s",
                                 self.url, e, self.retry_every_s)  # fmt: skip

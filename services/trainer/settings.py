@@ -28,6 +28,6 @@ class TrainerSettings(BaseSettings):
         from dataclasses import replace
 
         reward = replace(cfg.reward, verifier_url=self.verifier_url) if self.verifier_url else cfg.reward
-        run = replace(cfg.run, run_dir=self.run_dir or cfg.run.run_dir,
-                      monitor_port=cfg.run.monitor_port if self.monitor_port is None else self.monitor_port)  # fmt: skip
+        port = cfg.run.monitor_port if self.monitor_port is None else self.monitor_port
+        run = replace(cfg.run, run_dir=self.run_dir or cfg.run.run_dir, monitor_port=port)
         return replace(cfg, model_path=self.model_path or cfg.model_path, reward=reward, run=run)

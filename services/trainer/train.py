@@ -10,8 +10,8 @@ rewards excluded); the window transitions are replayed under the current weights
 advantage through the sequence-level text loss; step. With ``grpo.objective: nft`` the image loss is instead
 DiffusionNFT's forward-process regression on noised copies of the finished images (``grpo.nft_loss``), weighted
 by the same advantages; the text loss is unchanged; ``grpo.ema_max`` then samples the rollouts (and v_old) from an
-EMA of the trained weights (``sampling_ema.py``, DiffusionNFT's soft update). ``reflect.every`` interleaves refinement and
-text-to-image rounds in one run (mixed training), each round normalised within its own groups.
+EMA of the trained weights (``sampling_ema.py``, DiffusionNFT's soft update). ``reflect.every`` interleaves refinement
+and text-to-image rounds in one run (mixed training), each round normalised within its own groups.
 
 How it departs from the reference: rewards come from the DVReward service over HTTP in batches, not one
 request per question; a failed reward is excluded, never a silent 0; the first-step ratio must be 1
@@ -269,7 +269,8 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
     if nft:
         extra["velocity_max_dev"] = dist.max(max(v_devs, default=0.0))
     return StepStats(loss_m, st.reward_mean, st.reward_std, st.frac_reward_zero_std, st.n_invalid, kl_m, clip_m,
-                     dist.max(max(devs)), False, rnd.sample_s, rnd.reward_wait_s, time.perf_counter() - t1, **extra)  # fmt: skip
+                     dist.max(max(devs)), False, rnd.sample_s, rnd.reward_wait_s, time.perf_counter() - t1,
+                     **extra)  # fmt: skip
 
 
 def save_checkpoint(run: Path, policy, opt, step: int, fingerprint: float | None = None,
@@ -309,7 +310,8 @@ def param_groups(policy, lm_lr: float | None) -> list[dict]:
         raise ValueError(f"optim.lm_lr needs a policy that names its language model's weights "
                          f"(language_parameters()); {type(policy).__name__} does not")  # fmt: skip
     lm = {id(p) for p in policy.language_parameters()}
-    groups = [{"params": [p for p in params if id(p) not in lm]}, {"params": [p for p in params if id(p) in lm], "lr": lm_lr}]
+    groups = [{"params": [p for p in params if id(p) not in lm]},
+              {"params": [p for p in params if id(p) in lm], "lr": lm_lr}]
     if not groups[0]["params"] or not groups[1]["params"]:
         raise ValueError("optim.lm_lr: the policy's trainable weights do not split into a language model and the rest")
     return groups
@@ -363,7 +365,8 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
         wall = time.perf_counter() - t0
         rec = {"step": step + 1, **{k: v for k, v in st.__dict__.items() if v is not None}, "step_s": round(wall, 3),
                "reward_wait_fraction": round(st.reward_wait_s / wall, 4),
-               "samples_per_second": round(cfg.rollout.prompts_per_step * cfg.rollout.group_size / wall, 2)}  # fmt: skip
+               "samples_per_second": round(
+                   cfg.rollout.prompts_per_step * cfg.rollout.group_size / wall, 2)}  # fmt: skip
         out_of_time = cfg.run.max_minutes is not None and time.monotonic() - t_start > cfg.run.max_minutes * 60
         last = step + 1 == cfg.run.steps or dist.max(float(out_of_time)) > 0  # every rank stops together
         if main and cfg.run.eval_every and ((step + 1) % cfg.run.eval_every == 0 or last):
@@ -379,7 +382,8 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
                 monitor.update(rec)
             if rec.get("eval") or last:
                 plot_curves([r for r in records if "loss" in r or r.get("eval")], run / "curves.png",
-                            title=f"GRPO {run.name}", reward=REWARD_LABELS.get(cfg.reward.mode, cfg.reward.mode))  # fmt: skip
+                            title=f"GRPO {run.name}",
+                            reward=REWARD_LABELS.get(cfg.reward.mode, cfg.reward.mode))  # fmt: skip
         dist.barrier()
         if last:
             break

@@ -16,12 +16,14 @@ class VerifierMetrics:
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)  # fmt: skip
         self.batch_questions = Histogram("alphagrpo_verifier_batch_questions", "questions per backend batch",
                                          buckets=(1, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)  # fmt: skip
-        self.queue_wait_seconds = Histogram("alphagrpo_verifier_queue_wait_seconds", "time an image waited for its batch",
+        self.queue_wait_seconds = Histogram("alphagrpo_verifier_queue_wait_seconds",
+                                            "time an image waited for its batch",
                                             buckets=_LATENCY, registry=r)  # fmt: skip
         self.forward_seconds = Histogram("alphagrpo_verifier_forward_seconds", "backend time per batch",
                                          buckets=_LATENCY, registry=r)  # fmt: skip
         self.queue_depth = Gauge("alphagrpo_verifier_queue_depth", "images waiting for a batch", registry=r)
-        self.rejected_total = Counter("alphagrpo_verifier_rejected_total", "requests refused because the queue was full",
+        self.rejected_total = Counter("alphagrpo_verifier_rejected_total",
+                                      "requests refused because the queue was full",
                                       registry=r)  # fmt: skip
         self.p_yes = Histogram("alphagrpo_verifier_p_yes", "P(yes) of scored questions",
                                buckets=tuple(i / 10 for i in range(11)), registry=r)  # fmt: skip

@@ -129,7 +129,8 @@ class VerifierService:
         return [VerifyResult(index=i, scores=s) for i, s in enumerate(scores)]  # type: ignore[arg-type]
 
     # ---- reward ---------------------------------------------------------------------------------
-    async def decompositions_for(self, items: list[RewardItem]) -> list[tuple[list[Question] | ItemError, list[str] | None]]:
+    async def decompositions_for(self, items: list[RewardItem]) -> list[tuple[list[Question] | ItemError,
+                                                                              list[str] | None]]:
         """(questions or the error, unparsed spans or None when complete) per item. Supplied questions are
         taken as complete: the client chose them."""
         missing = sorted({it.prompt for it in items if it.questions is None})
@@ -140,7 +141,8 @@ class VerifierService:
                 response = await self.decomposer.decompose(missing)
             except TransportError as e:
                 raise BackendUnavailable(f"the decomposer at {self.settings.decomposer_url} is unreachable ({e}); "
-                                         "retry later or send questions with each item", retry_after_s=5) from None  # fmt: skip
+                                         "retry later or send questions with each item",
+                                         retry_after_s=5) from None  # fmt: skip
             except DVRewardError as e:
                 raise BackendUnavailable(f"the decomposer failed: {e}", retry_after_s=5) from None
             finally:
@@ -148,7 +150,8 @@ class VerifierService:
             for prompt, r in zip(missing, response.results):
                 d = r.decomposition
                 if d is None:
-                    found[prompt] = (r.error or ItemError(code="decomposition_failed", message="no decomposition"), None)
+                    found[prompt] = (r.error or ItemError(code="decomposition_failed", message="no decomposition"),
+                                     None)
                 else:
                     found[prompt] = (d.questions, None if d.complete else (d.unparsed or [prompt]))
         return [(it.questions, None) if it.questions is not None else found[it.prompt] for it in items]

@@ -80,14 +80,16 @@ def _vocab(tok) -> int:
 def _qwen_config(family: str, tok, hidden: int, layers: int, vision_hidden: int, patch: int):
     from transformers import AutoConfig
 
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                     "<|vision_end|>")}
     head_dim = hidden // 4
     half = head_dim // 2
     section = [half - 2 * (half // 3), half // 3, half // 3]
     text = dict(vocab_size=_vocab(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                 rope_parameters={"rope_type": "default", "mrope_section": section, "rope_theta": 10000.0},
-                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id)  # fmt: skip
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id)  # fmt: skip
     if family == "qwen3_vl":
         text["head_dim"] = head_dim
         text["rope_parameters"]["mrope_interleaved"] = True
@@ -157,7 +159,8 @@ def build_tiny_vlm(path: str | Path, family: str = "qwen2_vl", *, seed: int = 0,
                     num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                     max_position_embeddings=4096, pad_token_id=tok.pad_token_id)  # fmt: skip
         cfg = AutoConfig.for_model("idefics3", vision_config=vision, text_config=text, scale_factor=2,
-                                   image_token_id=tok.convert_tokens_to_ids("<image>"), tie_word_embeddings=True)  # fmt: skip
+                                   image_token_id=tok.convert_tokens_to_ids("<image>"),
+                                   tie_word_embeddings=True)  # fmt: skip
         proc_cfg = {"image_processor_type": "Idefics3ImageProcessor", "do_image_splitting": False,
                     "size": {"longest_edge": image_size}, "max_image_size": {"longest_edge": image_size},
                     "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}  # fmt: skip

@@ -51,7 +51,8 @@ def test_measure_records_real_step_gradients_and_leaves_weights():
     assert 0 <= out["reward_mean"] <= 1  # the oracle's atom accuracy
     assert all(p.grad is None for p in policy.parameters())  # the recorder leaves no gradient behind
     assert out["gradients"] == 3
-    two = measure(cfg.with_overrides(["grpo.inner_epochs=2"]), policy, AutoTokenizer.from_pretrained(ROOT / cfg.model_path),
+    two = measure(cfg.with_overrides(["grpo.inner_epochs=2"]), policy,
+                  AutoTokenizer.from_pretrained(ROOT / cfg.model_path),
                   batches=3, progress=False)  # fmt: skip
     assert two["gradients"] == 3  # one gradient a step (the last pass), not one a pass: pairs stay independent
 
@@ -86,5 +87,6 @@ def test_train_applies_set_overrides_and_refuses_bad_ones(tiny_umm, tmp_path):
     assert used["rollout"]["group_size"] == 3 and used["rollout"]["window_range"] == [0, 1]
     assert used["model_path"] == str(tiny_umm) and used["reward"]["mode"] == "oracle"  # the file's own fields stay
     assert json.loads(out.stdout.strip().splitlines()[-1])["steps"] == 1
-    bad = subprocess.run([*cmd, "--set", "rollout.window_len=99"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    bad = subprocess.run([*cmd, "--set", "rollout.window_len=99"], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
     assert bad.returncode == 2 and "must fit in n_steps" in bad.stderr

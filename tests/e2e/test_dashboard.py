@@ -13,7 +13,8 @@ from serving.launch import start_prometheus
 from trainer.monitor import Monitor
 
 pytestmark = pytest.mark.slow
-needs_prometheus = pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus binary (.ci/run installs it)")
+needs_prometheus = pytest.mark.skipif(shutil.which("prometheus") is None,
+                                      reason="no prometheus binary (.ci/run installs it)")
 
 
 def test_legend_format():
@@ -52,23 +53,30 @@ def test_histogram_bars_are_ordered_and_per_bucket():
 def test_trainer_dashboard_from_a_live_prometheus(tmp_path):
     monitor = Monitor(total_steps=20, run_dir=tmp_path)
     url = monitor.serve(0)
-    prom, purl = start_prometheus({"trainer": [url.removeprefix("http://")]}, tmp_path / "prom", log_path=tmp_path / "p.log")
+    prom, purl = start_prometheus({"trainer": [url.removeprefix("http://")]}, tmp_path / "prom",
+                                  log_path=tmp_path / "p.log")
     try:
         with prom:
             deadline = time.monotonic() + 30
-            while not httpx.get(purl + "/api/v1/query", params={"query": 'up{job="trainer"} == 1'}).json()["data"]["result"]:
+            up = {"query": 'up{job="trainer"} == 1'}
+            while not httpx.get(purl + "/api/v1/query", params=up).json()["data"]["result"]:
                 assert time.monotonic() < deadline, "Prometheus never scraped the trainer"
                 time.sleep(0.3)
             for step in range(1, 9):  # a run's records, a little apart so that rates have points
-                monitor.update({"step": step, "loss": 0.1 / step, "kl": 0.0, "clip_fraction": 0.01, "ratio_max_dev": 1e-5,
+                ev = {"oracle_accuracy": 0.2, "verifier_reward": 0.6} if step % 4 == 0 else None
+                monitor.update({"step": step, "loss": 0.1 / step, "kl": 0.0, "clip_fraction": 0.01,
+                                "ratio_max_dev": 1e-5,
                                 "samples_per_second": 2.5, "reward_wait_fraction": 0.02, "frac_reward_zero_std": 0.0,
                                 "reward_mean": 0.5 + step / 100, "reward_std": 0.1, "n_invalid": 0, "skipped": False,
-                                "step_s": 10.0, "ema_decay": 0.9, "ema_gap": 1e-3, "eval": {"oracle_accuracy": 0.2, "verifier_reward": 0.6} if step % 4 == 0 else None})  # fmt: skip
+                                "step_s": 10.0, "ema_decay": 0.9, "ema_gap": 1e-3, "eval": ev})  # fmt: skip
                 time.sleep(0.6)
             time.sleep(1.5)
-            out = render_dashboard("deploy/grafana/dashboards/trainer.json", purl, tmp_path / "d.png", minutes=1, step=1)
-            assert out["panels"] == 13 and out["panels_with_data"] >= 10 and (tmp_path / "d.png").stat().st_size > 20_000
-            steps = httpx.get(purl + "/api/v1/query", params={"query": "count_over_time(alphagrpo_trainer_step[1m])"}).json()
+            out = render_dashboard("deploy/grafana/dashboards/trainer.json", purl, tmp_path / "d.png", minutes=1,
+                                   step=1)
+            assert out["panels"] == 13 and out["panels_with_data"] >= 10
+            assert (tmp_path / "d.png").stat().st_size > 20_000
+            steps = httpx.get(purl + "/api/v1/query",
+                              params={"query": "count_over_time(alphagrpo_trainer_step[1m])"}).json()
             assert float(steps["data"]["result"][0]["value"][1]) >= 4  # the run's steps were scraped as a series
             bad = tmp_path / "bad.json"
             bad.write_text('{"panels": [{"title": "t", "targets": [{"expr": "rate(("}]}]}')

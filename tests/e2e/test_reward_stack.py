@@ -79,7 +79,8 @@ def test_generate_refines_until_dvreward_stops_improving(tmp_path):
     with decomposer:
         verifier, vurl = start_verifier(env={"VERIFIER_DECOMPOSER_URL": durl}, log_path=tmp_path / "v.log")
         with verifier:
-            out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", "generate", "--prompt", "a photo of a red star",
+            out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", "generate", "--prompt",
+                                  "a photo of a red star",
                                   "--model", str(tmp_path / "umm"), "--think", "--reflect", "3", "--margin", "1.0",
                                   "--verifier-url", vurl, "--out", str(tmp_path / "g1")],
                                  capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip

@@ -384,7 +384,8 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     shapes = ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_prompts=6, n_steps=2)
     out = shapes.evaluate(model, step=3)
     per_category = {k for k in out if k.startswith("acc_")}
-    assert set(out) - per_category == {"oracle_accuracy", "oracle_accuracy_stderr", "oracle_atom_accuracy", "verifier_reward",
+    assert set(out) - per_category == {"oracle_accuracy", "oracle_accuracy_stderr", "oracle_atom_accuracy",
+                                       "verifier_reward",
                                        "n_prompts"}  # fmt: skip
     assert 0 <= out["oracle_atom_accuracy"] <= 1  # partial credit: the mean share of each prompt's gold atoms that hold
     assert per_category and "acc_implicit" not in per_category  # explicit prompts by default
@@ -417,7 +418,8 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     thinking.run = tmp_path / "thinking"
     plain.evaluate(deaf, step=0)
     thinking.evaluate(deaf, step=0)
-    assert (tmp_path / "plain/eval-000000-verdicts.tsv").read_text() == (tmp_path / "thinking/eval-000000-verdicts.tsv").read_text()
+    verdicts = lambda name: (tmp_path / name / "eval-000000-verdicts.tsv").read_text()  # noqa: E731
+    assert verdicts("plain") == verdicts("thinking")
     assert (tmp_path / "plain/eval-000000.png").read_bytes() == (tmp_path / "thinking/eval-000000.png").read_bytes()
     # refinement: the evaluation also refines its images once and reports both, with the edits written down
     refiner = refine_policy(task).eval()
@@ -428,11 +430,13 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     assert (tmp_path / "eval-000005-refined.png").exists()
     assert len((tmp_path / "eval-000005-edits.tsv").read_text().splitlines()) == 4
     # the inference-time rule: each row keeps its refined image only where DVReward rose (generate --reflect 1)
-    rows = lambda name: [r.split("\t") for r in (tmp_path / f"eval-000005{name}-verdicts.tsv").read_text().splitlines()[1:]]  # noqa: E731
+    rows = lambda name: [r.split("\t")  # noqa: E731
+                         for r in (tmp_path / f"eval-000005{name}-verdicts.tsv").read_text().splitlines()[1:]]
     kept = [b if float(b[3]) > float(a[3]) else a for a, b in zip(rows(""), rows("-refined"))]
     assert rows("-reflect1") == kept
     assert out["reflect1_oracle_accuracy"] == round(sum(int(r[2]) for r in kept) / 4, 4)
-    assert out["reflect1_kept"] == round(sum(float(b[3]) > float(a[3]) for a, b in zip(rows(""), rows("-refined"))) / 4, 4)
+    kept = sum(float(b[3]) > float(a[3]) for a, b in zip(rows(""), rows("-refined")))
+    assert out["reflect1_kept"] == round(kept / 4, 4)
     with pytest.raises(ValueError, match="unknown prompt categories"):
         ShapesTask(task.tok, RewardFetcher(verifier_url), tmp_path, eval_categories=["implicitt"])
     cfg = TrainConfig.from_yaml("configs/shapes-t2i.yaml")
@@ -446,11 +450,14 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     assert _blank(cfg, "reward", "signal") == _blank(semantic, "reward", "signal")
     assert semantic.run.run_dir not in (cfg.run.run_dir, ablation.run.run_dir)
     # reasoning and its baseline: the same prompts, budget and evaluation; only planning differs
-    reason, base = TrainConfig.from_yaml("configs/shapes-reason.yaml"), TrainConfig.from_yaml("configs/shapes-reason-baseline.yaml")
+    reason = TrainConfig.from_yaml("configs/shapes-reason.yaml")
+    base = TrainConfig.from_yaml("configs/shapes-reason-baseline.yaml")
     assert reason.reason.enabled and not base.reason.enabled and reason.task.eval_categories == ["implicit"]
-    assert _blank(reason, "reason", "enabled") == _blank(base, "reason", "enabled") and reason.run.run_dir != base.run.run_dir
+    assert _blank(reason, "reason", "enabled") == _blank(base, "reason", "enabled")
+    assert reason.run.run_dir != base.run.run_dir
     # refinement and its ablation: the same budget; only rectification differs
-    reflect, norect = TrainConfig.from_yaml("configs/shapes-reflect.yaml"), TrainConfig.from_yaml("configs/shapes-reflect-norectify.yaml")
+    reflect = TrainConfig.from_yaml("configs/shapes-reflect.yaml")
+    norect = TrainConfig.from_yaml("configs/shapes-reflect-norectify.yaml")
     assert reflect.reflect.enabled and reflect.reflect.rectify and not norect.reflect.rectify
     assert _blank(reflect, "reflect", "rectify") == _blank(norect, "reflect", "rectify")
     assert reflect.run.run_dir != norect.run.run_dir

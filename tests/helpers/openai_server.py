@@ -129,7 +129,8 @@ def create_app(model_path: str, max_top_logprobs: int = 20) -> FastAPI:
         body = {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": req.model or model_path, "choices": [choice],
-            "usage": {"prompt_tokens": ids.shape[1], "completion_tokens": len(new), "total_tokens": ids.shape[1] + len(new)},
+            "usage": {"prompt_tokens": ids.shape[1], "completion_tokens": len(new),
+                      "total_tokens": ids.shape[1] + len(new)},
         }  # fmt: skip
         ChatCompletion.model_validate(body)  # the shape clients of vLLM/SGLang expect, or a 500 here
         return body
@@ -145,7 +146,7 @@ def _logprobs(tok, scores, token_ids: list[int], top: int) -> list[dict]:
         tops = torch.topk(logp, top).indices.tolist() if top else []
         piece = tok.decode([token_id])
 
-        def item(t: int) -> dict:
+        def item(t: int, logp: torch.Tensor = logp) -> dict:
             s = tok.decode([t])
             return {"token": s, "logprob": float(logp[t]), "bytes": list(s.encode())}
 

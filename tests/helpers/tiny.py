@@ -23,9 +23,11 @@ def _corpus() -> list[str]:
     from dvreward.tags import QUALITY_ASPECTS, SEMANTIC_TAGS
 
     lines = [DECOMPOSE_TEMPLATE, VALIDATE_TEMPLATE]
-    lines += [f'{{"semantic": [{{"question": "Is there a {t}?", "tag": "{t}", "parents": [1, 2]}}]}}' for t in SEMANTIC_TAGS]
+    lines += [f'{{"semantic": [{{"question": "Is there a {t}?", "tag": "{t}", "parents": [1, 2]}}]}}'
+              for t in SEMANTIC_TAGS]
     lines += [f'{{"quality": [{{"question": "Is it good?", "aspect": "{a}"}}]}}' for a in QUALITY_ASPECTS]
-    lines += ['{"verdicts": [{"index": 1, "necessary": true}, {"index": 2, "necessary": false}]}', "Yes", "No", "yes", "no"]
+    lines += ['{"verdicts": [{"index": 1, "necessary": true}, {"index": 2, "necessary": false}]}',
+              "Yes", "No", "yes", "no"]
     return lines * 3
 
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from shapesworld.oracle import Detection, atom_truth, detect
 from shapesworld.onpolicy import OnPolicyPool, kind_of, label_rollouts, labelled_questions, world_decomposer
+from shapesworld.oracle import Detection, atom_truth, detect
 from shapesworld.verifier_recipe import RecipeConfig, train
 from trainer.config import RolloutConfig
 
@@ -73,7 +73,8 @@ def _write_labels(root: Path, rows: list[tuple[str, str, bool]]) -> None:
     (root / "images").mkdir(parents=True)
     Image.new("RGB", (32, 32), "white").save(root / "images/0.png")
     lines = [json.dumps({"split": split, "prompt": "p", "image": "images/0.png", "correct": False,
-                         "questions": [{"text": f"q {kind}", "kind": kind, "atom": ["entity", "whole", "circle"], "answer": a}]})
+                         "questions": [{"text": f"q {kind}", "kind": kind, "atom": ["entity", "whole", "circle"],
+                                        "answer": a}]})
              for split, kind, a in rows]  # fmt: skip
     (root / "labels.jsonl").write_text("\n".join(lines) + "\n")
 

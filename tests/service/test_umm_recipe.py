@@ -104,7 +104,8 @@ def test_refinement_rows_grow_the_model_and_evaluate_a_refinement_pass(tmp_path)
     from recipes.umm_card import write_card
 
     text = write_card(tmp_path / "export", tmp_path / "run" / "recipe-history.jsonl").read_text()
-    assert f"| accuracy after one refinement pass (reads its image, writes an edit, redraws) | {got['refined_accuracy']:.3f}" in text
+    row = "| accuracy after one refinement pass (reads its image, writes an edit, redraws) | "
+    assert f"{row}{got['refined_accuracy']:.3f}" in text
     (line,) = [x for x in text.splitlines() if x.startswith("* from step 2: ")]
     assert "image_patch 8, refine_batch 3, refine_lm_weight 0.5" in line and "batch 4" in line
     from recipes.umm import plan_accuracy

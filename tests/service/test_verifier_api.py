@@ -169,7 +169,8 @@ def test_decomposer_down_is_503_but_supplied_questions_still_served(backend):
         r = httpx.post(server.url + "/v1/reward", json={"items": [{"prompt": "a red square", "image": png()}]})
         assert r.status_code == 503 and r.headers["retry-after"] == "5"
         assert "decomposer" in r.json()["error"]["message"]
-        ok = httpx.post(server.url + "/v1/reward", json={"items": [{"prompt": "a red square", "image": png(), "questions": Q}]})
+        ok = httpx.post(server.url + "/v1/reward", json={"items": [{"prompt": "a red square", "image": png(),
+                                                                    "questions": Q}]})
         assert ok.status_code == 200 and ok.json()["results"][0]["reward"] is not None
     finally:
         server.__exit__(None)
@@ -214,6 +215,7 @@ def test_health_dead_model_and_metrics(verifier, tmp_path):
         assert r.status_code == 503
     text = httpx.get(verifier.url + "/metrics").text
     for name in ("alphagrpo_verifier_batch_images", "alphagrpo_verifier_queue_wait_seconds",
-                 "alphagrpo_verifier_forward_seconds", "alphagrpo_verifier_p_yes", "alphagrpo_verifier_request_seconds"):  # fmt: skip
+                 "alphagrpo_verifier_forward_seconds", "alphagrpo_verifier_p_yes",
+                 "alphagrpo_verifier_request_seconds"):  # fmt: skip
         assert name in text
     assert "/v1/verify" in httpx.get(verifier.url + "/openapi.json").json()["paths"]

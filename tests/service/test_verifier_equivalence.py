@@ -8,7 +8,8 @@ from verifier.backends.hf import HFVerifier
 from verifier.tiny import FAMILIES, build_tiny_vlm
 
 QUESTIONS = [("s1", "Is there a red circle?"), ("s2", "Are there exactly two stars?"),
-             ("s3", "Is the square to the left of the circle?"), ("q1", "Is the image sharp and free of blur?")]  # fmt: skip
+             ("s3", "Is the square to the left of the circle?"),
+             ("q1", "Is the image sharp and free of blur?")]  # fmt: skip
 
 
 def image(colour, size=(64, 64)):

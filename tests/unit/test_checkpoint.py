@@ -22,7 +22,8 @@ def test_roundtrip_and_crash_between_renames(tmp_path):
     m, opt = model_opt(0)
     save(tmp_path, m, opt, {"step": 1})
     m2, opt2 = model_opt(1)
-    assert load(tmp_path, m2, opt2) == {"step": 1, "optimizer_restored": True, "grown": []} and torch.equal(m2.weight, m.weight)
+    assert load(tmp_path, m2, opt2) == {"step": 1, "optimizer_restored": True, "grown": []}
+    assert torch.equal(m2.weight, m.weight)
     assert opt2.state_dict()["state"][0]["exp_avg"].equal(opt.state_dict()["state"][0]["exp_avg"])
     # a crash after "checkpoint -> checkpoint.old" and before "checkpoint.tmp -> checkpoint": only .old and a
     # possibly half-written .tmp are on disk; the .old one is complete and is what resume must use

@@ -22,7 +22,8 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 ENV_EXAMPLE = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))  # fmt: skip
-OURS = {"decomposer": ("DECOMPOSER_", DecomposerSettings, 8001), "decomposer-cpu": ("DECOMPOSER_", DecomposerSettings, 8001),
+OURS = {"decomposer": ("DECOMPOSER_", DecomposerSettings, 8001),
+        "decomposer-cpu": ("DECOMPOSER_", DecomposerSettings, 8001),
         "verifier": ("VERIFIER_", VerifierSettings, 8002), "verifier-cpu": ("VERIFIER_", VerifierSettings, 8002),
         "trainer": ("TRAINER_", TrainerSettings, 9400), "trainer-cpu": ("TRAINER_", TrainerSettings, 9400)}  # fmt: skip
 
@@ -50,7 +51,8 @@ def test_profiles_and_dependencies(profile, expected):
     assert set(services) == expected
     for name, s in services.items():
         # servers restart always; the trainer only after a crash (a finished run stays finished)
-        assert "healthcheck" in s and s.get("restart") == ("on-failure" if "trainer" in name else "unless-stopped"), name
+        restart = "on-failure" if "trainer" in name else "unless-stopped"
+        assert "healthcheck" in s and s.get("restart") == restart, name
         for dep, cond in s.get("depends_on", {}).items():
             assert dep in services, f"{name} depends on {dep}, which is not in profile {profile}"
             assert cond == {"condition": "service_healthy"}
@@ -62,7 +64,7 @@ def test_profiles_and_dependencies(profile, expected):
 
 
 def test_environment_matches_settings_both_ways():
-    for name, (prefix, settings_cls, port) in OURS.items():
+    for name, (prefix, settings_cls, _port) in OURS.items():
         env = SERVICES[name]["environment"]
         fields = {f.upper() for f in settings_cls.model_fields}
         for key in env:
@@ -98,7 +100,8 @@ def test_no_secret_in_compose():
 
 def test_prometheus_scrapes_every_service():
     cfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    targets = {(j["job_name"], n, d["port"]) for j in cfg["scrape_configs"] for d in j["dns_sd_configs"] for n in d["names"]}
+    targets = {(j["job_name"], n, d["port"])
+               for j in cfg["scrape_configs"] for d in j["dns_sd_configs"] for n in d["names"]}
     assert targets == {("decomposer", "decomposer", 8001), ("verifier", "verifier", 8002), ("trainer", "trainer", 9400)}
 
 
@@ -133,14 +136,17 @@ def test_every_dashboard_metric_exists():
     assert m.registry.get_sample_value("alphagrpo_trainer_ema_gap") == 2e-4
 
 
-@pytest.mark.parametrize("dockerfile, extra", [("decomposer.Dockerfile", "decomposer"), ("verifier.Dockerfile", "verifier"),
-                                               ("verifier-cuda.Dockerfile", "verifier"), ("trainer.Dockerfile", "trainer"),
+@pytest.mark.parametrize("dockerfile, extra", [("decomposer.Dockerfile", "decomposer"),
+                                               ("verifier.Dockerfile", "verifier"),
+                                               ("verifier-cuda.Dockerfile", "verifier"),
+                                               ("trainer.Dockerfile", "trainer"),
                                                ("trainer-cuda.Dockerfile", "trainer")])  # fmt: skip
 def test_dockerfiles(dockerfile, extra):
     text = (ROOT / "docker" / dockerfile).read_text()
     bases = re.findall(r"^FROM (\S+)", text, re.M)
     assert len(bases) == 2 and all(re.search(r":\d", b) and "latest" not in b for b in bases)  # multi-stage, pinned
-    assert re.search(r"^USER 10001$", text, re.M) and "useradd --create-home --uid 10001 alphagrpo" in text and "HEALTHCHECK" in text
+    assert re.search(r"^USER 10001$", text, re.M) and "HEALTHCHECK" in text
+    assert "useradd --create-home --uid 10001 alphagrpo" in text
     assert re.findall(r'pip install --no-cache-dir "\.\[(\w+)\]"', text) == [extra]
     assert "torchvision" not in text
 
@@ -158,9 +164,11 @@ def test_yaml_files_pass_yamllint():
     from yamllint.config import YamlLintConfig
 
     conf = YamlLintConfig(file=str(ROOT / ".yamllint.yaml"))
-    files = [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy").rglob("*.yml")), *sorted((ROOT / "configs").glob("*.yaml"))]
+    files = [ROOT / "docker-compose.yml", *sorted((ROOT / "deploy").rglob("*.yml")),
+             *sorted((ROOT / "configs").glob("*.yaml"))]
     assert len(files) > 8
-    problems = [f"{f.relative_to(ROOT)}:{p.line}: {p.message}" for f in files for p in linter.run(f.read_text(), conf, str(f))]
+    problems = [f"{f.relative_to(ROOT)}:{p.line}: {p.message}"
+                for f in files for p in linter.run(f.read_text(), conf, str(f))]
     assert problems == []
 
 

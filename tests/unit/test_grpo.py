@@ -42,8 +42,8 @@ def test_loop_and_vectorised_loss_agree():
     torch.manual_seed(0)
     logp, old, adv = torch.randn(8) * 1e-5, torch.randn(8) * 1e-5, torch.randn(8)
     loss, stats = image_policy_loss(logp, old, adv, clip_range=1e-5)
-    expect = sum(max(-a * math.exp(l - o), -a * min(max(math.exp(l - o), 1 - 1e-5), 1 + 1e-5))
-                 for l, o, a in zip(logp.tolist(), old.tolist(), adv.tolist())) / 8  # fmt: skip
+    expect = sum(max(-a * math.exp(lp - o), -a * min(max(math.exp(lp - o), 1 - 1e-5), 1 + 1e-5))
+                 for lp, o, a in zip(logp.tolist(), old.tolist(), adv.tolist())) / 8  # fmt: skip
     assert float(loss) == pytest.approx(expect, rel=1e-6) and 0 <= stats.clip_frac <= 1
 
 

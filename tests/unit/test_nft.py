@@ -95,4 +95,5 @@ def test_noised_copies_follow_the_forward_process_and_the_sampler_times():
     again = nft_noised(x0, 3.0, nft_generator(0, 5, 16, 1))
     assert torch.equal(again[0], xt) and torch.equal(again[1], t)
     assert not torch.equal(nft_noised(x0, 3.0, nft_generator(0, 5, 16, 2))[1], t)
-    assert not torch.equal(torch.rand(4096, generator=chunk_generator(0, 5, 16)).double(), torch.rand(4096, generator=nft_generator(0, 5, 16, 1)).double())
+    sampler_draw = torch.rand(4096, generator=chunk_generator(0, 5, 16))
+    assert not torch.equal(sampler_draw, torch.rand(4096, generator=nft_generator(0, 5, 16, 1)))

@@ -24,7 +24,8 @@ def model(task, seed=0):
 
 def test_plans_are_sampled_per_row_and_scored_for_format(task):
     m = model(task)
-    prompts = ["a photo of as many stars as a triangle has corners"] * 3 + ["a photo of a circle the colour of grass"] * 3
+    prompts = (["a photo of as many stars as a triangle has corners"] * 3
+               + ["a photo of a circle the colour of grass"] * 3)
     plans = sample_plans(m, task, prompts, max_tokens=6, generator=torch.Generator().manual_seed(1))
     t = plans.generated.shape[1]
     assert plans.ids.shape[0] == 6 and plans.logprobs.shape == (6, t) and len(plans.texts) == 6

@@ -4,10 +4,10 @@ import math
 
 import torch
 
-T = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
-
 from trainer.grpo import group_advantages
 from trainer.reflection import rectify, select_initial, think_format_reward
+
+T = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
 
 nan = math.nan
 

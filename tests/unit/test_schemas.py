@@ -85,5 +85,6 @@ def test_reward_request_defaults_and_error_shape():
     assert (r.aggregation, r.nan_policy, r.gating) == ("geometric", "exclude", False)
     with pytest.raises(ValidationError):
         RewardRequest(items=[{"prompt": "a cat", "image": "aGk="}], aggregation="median")
-    e = ErrorResponse.model_validate({"error": {"type": "limit_exceeded", "message": "m", "field": "prompts", "limit": 3}})
+    e = ErrorResponse.model_validate({"error": {"type": "limit_exceeded", "message": "m", "field": "prompts",
+                                                "limit": 3}})
     assert e.error.limit == 3 and e.schema_version == "1"

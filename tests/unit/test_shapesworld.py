@@ -53,7 +53,8 @@ def test_prompt_grammar_categories_and_gold():
     p = by_text["a photo of a blue circle left of a red square"]
     assert p.category == "position" and ("relation", "spatial", "circle", "square", "left of") in gold_atoms(p)
     p = by_text["a photo of three stars"]
-    assert gold_atoms(p) == [("entity", "whole", "star"), ("count", "exactly", "star", "3"), ("count", "fewer_than", "star", "4")]
+    assert gold_atoms(p) == [("entity", "whole", "star"), ("count", "exactly", "star", "3"),
+                             ("count", "fewer_than", "star", "4")]
     p = by_text["a photo of as many stars as a triangle has corners"]
     assert p.inference == "number" and p.resolved == "a photo of three stars"
     assert by_text["a photo of a circle the colour of grass"].resolved == "a photo of a green circle"
@@ -83,7 +84,8 @@ def test_oracle_judges_prompts_and_atoms():
     swapped = Scene([Obj("circle", "blue", "large", 0.75, 0.5), Obj("square", "red", "small", 0.25, 0.5)])
     assert evaluate(render(good), spec).correct and not evaluate(render(swapped), spec).correct
     r = evaluate(render(swapped), spec)
-    assert r.atoms[("entity", "whole", "circle")] and not r.atoms[("relation", "spatial", "circle", "square", "left of")]
+    assert r.atoms[("entity", "whole", "circle")]
+    assert not r.atoms[("relation", "spatial", "circle", "square", "left of")]
     assert r.atom_accuracy == pytest.approx(4 / 5)
     three = by_text["a photo of three stars"]
     stars = [Obj("star", "red", "small", x, 0.5) for x in (0.15, 0.5, 0.85)]

@@ -44,7 +44,8 @@ class OpenAIBackend(DecomposerBackend):
 
     def __init__(self, base_url: str, model: str, *, api_key: str = "EMPTY", response_format: str = "json_schema",
                  max_attempts: int = 3, timeout_s: float = 120.0, concurrency: int = 16, max_tokens: int = 1500,
-                 temperature: float = 0.0, validate: bool = True, metrics: DecomposerMetrics | None = None):  # fmt: skip
+                 temperature: float = 0.0, validate: bool = True,
+                 metrics: DecomposerMetrics | None = None):  # fmt: skip
         self.model = model
         self.response_format, self.max_attempts = response_format, max_attempts
         self.max_tokens, self.temperature, self.validate = max_tokens, temperature, validate
@@ -106,7 +107,8 @@ class OpenAIBackend(DecomposerBackend):
             # retries sample a little, so a model stuck on one malformed answer can escape it
             temperature = self.temperature if attempt == 0 else max(self.temperature, 0.7)
             try:
-                text = await self.chat(decompose_prompt_text(prompt), "decomposition", DECOMPOSITION_SCHEMA, temperature)
+                text = await self.chat(decompose_prompt_text(prompt), "decomposition", DECOMPOSITION_SCHEMA,
+                                       temperature)
                 questions = questions_from_json(extract_json(text)).questions
                 break
             except BadModelOutput as e:
@@ -115,7 +117,8 @@ class OpenAIBackend(DecomposerBackend):
             except LLMUnavailable as e:
                 return ItemFailure("backend_unavailable", f"LLM server: {e}")
         else:
-            return ItemFailure("bad_model_output", f"no valid decomposition after {self.max_attempts} attempts ({last})")
+            return ItemFailure("bad_model_output",
+                               f"no valid decomposition after {self.max_attempts} attempts ({last})")
         if self.validate:
             try:
                 text = await self.chat(validate_prompt_text(prompt, questions), "validation", VALIDATION_SCHEMA, 0.0)

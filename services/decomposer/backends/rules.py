@@ -54,7 +54,8 @@ class _Builder:
 
     def add(self, text: str, tag: SemanticTag, atom: Atom | None, parents: list[str]) -> str:
         qid = f"s{sum(q.kind == 'semantic' for q in self.questions) + 1}"
-        self.questions.append(Question(id=qid, text=text, kind=QuestionKind.semantic, tag=tag, parents=parents, atom=atom))
+        self.questions.append(Question(id=qid, text=text, kind=QuestionKind.semantic, tag=tag, parents=parents,
+                                       atom=atom))
         return qid
 
     def add_quality(self, aspect: QualityAspect, text: str) -> None:
@@ -75,9 +76,11 @@ class _Builder:
         if e.count and e.count > 1:
             plural = self.plural(e)
             self.add(f"Are there exactly {number_name(e.count)} {plural}?", SemanticTag.count,
-                     Atom(category=AtomCategory.count, detail="exactly", args=[e.noun, str(e.count)]), [root])  # fmt: skip
+                     Atom(category=AtomCategory.count, detail="exactly", args=[e.noun, str(e.count)]),
+                     [root])  # fmt: skip
             self.add(f"Are there fewer than {number_name(e.count + 1)} {plural}?", SemanticTag.count,
-                     Atom(category=AtomCategory.count, detail="fewer_than", args=[e.noun, str(e.count + 1)]), [root])  # fmt: skip
+                     Atom(category=AtomCategory.count, detail="fewer_than", args=[e.noun, str(e.count + 1)]),
+                     [root])  # fmt: skip
         verb = "Are" if e.plural else "Is"
         for detail, value in e.attributes:
             atom = Atom(category=AtomCategory.attribute, detail=detail, args=[e.noun, value])
@@ -99,7 +102,8 @@ def questions_from_graph(graph: SceneGraph, lex: Lexicon) -> list[Question]:
             text, tag = f"{verb} {b.the(s)} {r.predicate} {b.the(o)}?", SemanticTag.action
         else:
             has = "Do" if s.plural else "Does"
-            text, tag = f"{has} {b.the(s)} have {b.plural(o) if o.plural else _article(o.noun) + ' ' + o.noun}?", SemanticTag.attribute
+            part = b.plural(o) if o.plural else _article(o.noun) + " " + o.noun
+            text, tag = f"{has} {b.the(s)} have {part}?", SemanticTag.attribute
         b.add(text, tag, atom, [roots[r.subject], roots[r.object]])
     for idx, verb_ing in graph.actions:
         e = graph.entities[idx]
@@ -116,7 +120,8 @@ def questions_from_graph(graph: SceneGraph, lex: Lexicon) -> list[Question]:
     for kind, value in graph.globals:
         atom = Atom(category=AtomCategory.global_, detail=kind, args=[value])
         text = {
-            "style": f"Is the image in the style of {_article(value)} {value}?" if len(value.split()) <= 2 else f"Is the image in the style of {value}?",
+            "style": (f"Is the image in the style of {_article(value)} {value}?" if len(value.split()) <= 2
+                      else f"Is the image in the style of {value}?"),
             "viewpoint": f"Is the scene shown {value}?" if value.startswith("from") else f"Is the image a {value}?",
             "environment": f"Is the scene {value}?",
         }[kind]

@@ -41,7 +41,8 @@ class Context:
 class Policy(Protocol):
     image_shape: tuple[int, int, int]  # (C, H, W) of what the flow operates on
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor | None = None) -> Context:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               image: torch.Tensor | None = None) -> Context:
         """Condition on token ids (prompt, plan) and optionally an input image."""
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, ctx: Context, cfg_scale: float) -> torch.Tensor:

@@ -4,14 +4,14 @@ diffusers conditional U-Net as the flow-matching image head, conditioned on the 
     (input image patches +) prompt (+ <think> plan or edit) --Qwen2ForCausalLM--> hidden states --Linear--> context
     noisy image (+ input image for refinement) --UNet2DConditionModel(t, context)--> velocity v = eps - x0
 
-The U-Net works in pixel space at 32x32: a convolutional U-Net is the inductive bias that makes coherent
-shapes cheap to learn (the calibration run's patch transformer drew scattered blocks). It always takes 6
-input channels, the noisy image and an input image (zeros when there is none), so one network serves
-text-to-image and refinement. With ``image_patch`` > 0 the language model reads an input image too, as
-linear 8x8 patch tokens with learnt positions ahead of the text (Bagel's LLM reads ViT tokens), so the
-critique and edit it writes during refinement are about the image it sees. Classifier-free guidance is computed inside ``velocity`` (conditional and
-null-context rows in one batch). The reference policy is a frozen copy made by ``freeze_reference``; a
-Bagel-scale model would disable its LoRA adapters instead (see ``policies/base.py``).
+The U-Net works in pixel space at 32x32: a convolutional U-Net is the inductive bias that makes coherent shapes
+cheap to learn (the calibration run's patch transformer drew scattered blocks). It always takes 6 input channels,
+the noisy image and an input image (zeros when there is none), so one network serves text-to-image and refinement.
+With ``image_patch`` > 0 the language model reads an input image too, as linear 8x8 patch tokens with learnt
+positions ahead of the text (Bagel's LLM reads ViT tokens), so the critique and edit it writes during refinement are
+about the image it sees. Classifier-free guidance is computed inside ``velocity`` (conditional and null-context rows
+in one batch). The reference policy is a frozen copy made by ``freeze_reference``; a Bagel-scale model would disable
+its LoRA adapters instead (see ``policies/base.py``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class TinyUMM(nn.Module):
         n = len(cfg.unet_channels)
         self.unet = UNet2DConditionModel(
             sample_size=cfg.image_size, in_channels=6, out_channels=3, layers_per_block=1,
-            block_out_channels=cfg.unet_channels, down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+            block_out_channels=cfg.unet_channels,
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
             up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",), cross_attention_dim=cfg.cross_dim,
             attention_head_dim=cfg.attention_head_dim, norm_num_groups=16,
         )  # fmt: skip
@@ -131,7 +132,8 @@ class TinyUMM(nn.Module):
     def _image_tokens(self, image: torch.Tensor | None) -> int:
         return 0 if image is None or not self.cfg.image_patch else (self.cfg.image_size // self.cfg.image_patch) ** 2
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor | None = None) -> Context:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               image: torch.Tensor | None = None) -> Context:
         """Hidden states of the prompt (and plan), after the input image's tokens when there is one; the
         input image also goes to the image head (``Context.image``)."""
         m = self._active()
@@ -150,7 +152,8 @@ class TinyUMM(nn.Module):
     @torch.no_grad()
     def sample_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
                     stop_token_id: int, pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0,
-                    generator: torch.Generator | None = None, image: torch.Tensor | None = None) -> TextSample:  # fmt: skip
+                    generator: torch.Generator | None = None,
+                    image: torch.Tensor | None = None) -> TextSample:  # fmt: skip
         """Continue left-padded prompts (ending in ``<think>``) by sampling until ``stop_token_id`` or
         ``max_new_tokens``. Returns the full sequences (still left-padded), their mask, the generated part's
         mask and the sampled tokens' log-probs at temperature 1 (what ``token_logprobs`` recomputes). With an
@@ -205,7 +208,8 @@ class TinyUMM(nn.Module):
         return v_null + cfg_scale * (v_cond - v_null)
 
     def flow_loss(self, x0: torch.Tensor, ctx: Context, drop_cond: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+                  generator: torch.Generator | None = None,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Rectified-flow loss: x_t = (1 - t) x0 + t eps, target v = eps - x0; t half uniform, half
         logit-normal (more weight mid-trajectory, as SD3); rows in ``drop_cond`` see the null context.
         ``weight`` (B, 1, H, W), optional: a per-pixel weight (the weighted mean is returned)."""

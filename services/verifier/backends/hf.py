@@ -198,7 +198,7 @@ class HFVerifier(VerifierBackend):
                 rows = torch.tensor([p[0] for p in chunk])
                 with torch.inference_mode():
                     logits = self._suffix_forward(cache, rows, [p[3] for p in chunk], enc["input_ids"].shape[1], deltas)
-                for (row, i, qid, _), (yes, no) in zip(chunk, self._masses(logits)):
+                for (_row, i, qid, _), (yes, no) in zip(chunk, self._masses(logits)):
                     results[i].append(score_from_masses(qid, yes, no))
         return results
 
