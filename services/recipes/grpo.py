@@ -44,6 +44,11 @@ def plan_resolution_accuracy(plans: list[str], specs: list) -> float:
     without both tags (cut off, malformed) never counts."""
     if len(plans) != len(specs) or not plans:
         raise ValueError(f"{len(plans)} plans for {len(specs)} prompts")
+    return round(sum(plan_hits(plans, specs)) / len(plans), 4)
+
+
+def plan_hits(plans: list[str], specs: list) -> list[bool]:
+    """Per plan: does it state its prompt's explicit resolution word for word (``plan_resolution_accuracy``)."""
 
     def stated(t: str, want: str) -> bool:
         t = t.strip()
@@ -51,8 +56,7 @@ def plan_resolution_accuracy(plans: list[str], specs: list) -> float:
             return False
         return " ".join(t[len(THINK[0]) : -len(THINK[1])].split()) == " ".join(want.split())
 
-    hits = [stated(t, s.resolved) for t, s in zip(plans, specs)]
-    return round(sum(hits) / len(hits), 4)
+    return [stated(t, s.resolved) for t, s in zip(plans, specs)]
 
 
 def build_fetcher(cfg: TrainConfig, api_key: str | None = None):
@@ -124,7 +128,8 @@ class ShapesTask(PlanVocab):
         if plans:
             out["format_rate"] = round(sum(f for _, f in plans) / len(plans), 4)
             out["plan_resolution_accuracy"] = plan_resolution_accuracy([t for t, _ in plans], self.eval_specs)
-            self._write_texts(step, "plans", [t for t, _ in plans], verdicts)
+            texts = [t for t, _ in plans]
+            self._write_texts(step, "plans", texts, verdicts, plan_hits(texts, self.eval_specs))
         if self.reflect is not None:  # one refinement pass over the same images: what it adds
             refined, edits = [], []
             for i, x in zip(range(0, len(self.eval_specs), 32), first):
@@ -182,6 +187,11 @@ class ShapesTask(PlanVocab):
             per.setdefault(s.category, []).append(v)
         return out | {f"acc_{k}": round(sum(v) / len(v), 4) for k, v in sorted(per.items())}, verdicts, rewards
 
-    def _write_texts(self, step: int, name: str, texts: list[str], verdicts: list[bool]) -> None:
-        lines = [f"{s.text}\t{t}\t{'ok' if v else 'wrong'}" for s, t, v in zip(self.eval_specs, texts, verdicts)]
+    def _write_texts(self, step: int, name: str, texts: list[str], verdicts: list[bool],
+                     stated: list[bool] | None = None) -> None:
+        """One row per image: prompt, the text written before it, the image's oracle verdict (ok / wrong) and,
+        for plans, whether the plan states the prompt's resolution (1 / 0)."""
+        extra = [f"\t{int(h)}" for h in stated] if stated is not None else [""] * len(texts)
+        lines = [f"{s.text}\t{t}\t{'ok' if v else 'wrong'}{x}"
+                 for s, t, v, x in zip(self.eval_specs, texts, verdicts, extra)]
         (self.run / f"eval-{step:06d}-{name}.tsv").write_text("\n".join(lines) + "\n")

@@ -407,8 +407,9 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     out = thinking.evaluate(model, step=4)
     assert out["n_prompts"] == 4 and set(k for k in out if k.startswith("acc_")) == {"acc_implicit"}
     assert 0 <= out["format_rate"] <= 1 and 0 <= out["plan_resolution_accuracy"] <= 1
-    rows = (tmp_path / "eval-000004-plans.tsv").read_text().splitlines()
-    assert len(rows) == 4 and all(r.split("\t")[1].startswith("<think>") for r in rows)
+    rows = [r.split("\t") for r in (tmp_path / "eval-000004-plans.tsv").read_text().splitlines()]
+    assert len(rows) == 4 and all(r[1].startswith("<think>") and r[2] in ("ok", "wrong") for r in rows)
+    assert sum(int(r[3]) for r in rows) / 4 == out["plan_resolution_accuracy"]  # each plan's own verdict
     assert thinking.evaluate(model, step=4) == out  # seeded: the same plans and images
     # planning does not shift the image noise: a policy that ignores its prompt (and so its plan) draws the very
     # same images with and without planning, so reason-vs-baseline evaluations pair image by image

@@ -84,7 +84,7 @@ def test_compare_clusters_repeated_prompts(tmp_path):
 
 
 def test_plan_resolution_accuracy():
-    from recipes.grpo import plan_resolution_accuracy
+    from recipes.grpo import plan_hits, plan_resolution_accuracy
     from shapesworld.prompts import PromptSpec, Requirement
 
     r = (Requirement("circle", "red", 3, True),)
@@ -95,5 +95,6 @@ def test_plan_resolution_accuracy():
              "<think> a photo of a red circle </think>", "a photo of a red circle"]
     # right, wrong count, right (spacing ignored), right words but no tags (not a plan): 2 of 4
     assert plan_resolution_accuracy(plans, [implicit, implicit, explicit, explicit]) == 0.5
+    assert plan_hits(plans, [implicit, implicit, explicit, explicit]) == [True, False, True, False]
     with pytest.raises(ValueError):
         plan_resolution_accuracy(plans, [implicit])
