@@ -128,9 +128,11 @@ def test_every_dashboard_metric_exists():
     used = {m for p in trainer["panels"] for t in p["targets"] for m in re.findall(r"alphagrpo_trainer_\w+", t["expr"])}
     assert {"alphagrpo_trainer_reward_mean", "alphagrpo_trainer_eval_oracle_accuracy", "alphagrpo_trainer_kl",
             "alphagrpo_trainer_clip_fraction", "alphagrpo_trainer_samples_per_second",
-            "alphagrpo_trainer_velocity_max_dev"} <= used  # fmt: skip
+            "alphagrpo_trainer_velocity_max_dev", "alphagrpo_trainer_text_kl"} <= used  # fmt: skip
     m = TrainerMetrics()  # an nft step's record reaches its gauge
-    m.observe({"step": 3, "step_s": 1.0, "loss": 0.2, "velocity_max_dev": 0.0125, "ema_decay": 0.5, "ema_gap": 2e-4})
+    m.observe({"step": 3, "step_s": 1.0, "loss": 0.2, "velocity_max_dev": 0.0125, "ema_decay": 0.5, "ema_gap": 2e-4,
+               "text_kl": 3e-3})
+    assert m.registry.get_sample_value("alphagrpo_trainer_text_kl") == 3e-3
     assert m.registry.get_sample_value("alphagrpo_trainer_velocity_max_dev") == 0.0125
     assert m.registry.get_sample_value("alphagrpo_trainer_ema_decay") == 0.5
     assert m.registry.get_sample_value("alphagrpo_trainer_ema_gap") == 2e-4
