@@ -332,7 +332,8 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
     run.mkdir(parents=True, exist_ok=True)
     for p in policy.parameters():  # invariant: trainable weights stay in fp32 (bf16 masters lose small updates)
         assert not p.requires_grad or p.dtype == torch.float32, "trainable weights must be float32"
-    if (cfg.grpo.kl_coef > 0 or cfg.reason.text_kl_coef > 0) and hasattr(policy, "freeze_reference"):
+    text_kl = cfg.reason.text_kl_coef > 0 and (cfg.reason.enabled or cfg.reflect.enabled)  # only with text to hold
+    if (cfg.grpo.kl_coef > 0 or text_kl) and hasattr(policy, "freeze_reference"):
         policy.freeze_reference()  # the loaded base (image or text KL); a LoRA policy disables its adapters instead
     opt = torch.optim.AdamW(param_groups(policy, cfg.optim.lm_lr), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     ema = SamplingEMA(policy) if cfg.grpo.ema_max > 0 else None  # theta_old starts as the loaded weights
