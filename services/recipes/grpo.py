@@ -42,13 +42,15 @@ def plan_resolution_accuracy(plans: list[str], specs: list) -> float:
     circles</think>`` for "as many red circles as a triangle has corners"): did the text side infer what the
     user meant, whatever the image then shows. For prompts without a resolution the prompt itself counts; a plan
     without both tags (cut off, malformed) never counts."""
-    if len(plans) != len(specs) or not plans:
-        raise ValueError(f"{len(plans)} plans for {len(specs)} prompts")
+    if not plans:
+        raise ValueError("no plans to judge")
     return round(sum(plan_hits(plans, specs)) / len(plans), 4)
 
 
 def plan_hits(plans: list[str], specs: list) -> list[bool]:
     """Per plan: does it state its prompt's explicit resolution word for word (``plan_resolution_accuracy``)."""
+    if len(plans) != len(specs):
+        raise ValueError(f"{len(plans)} plans for {len(specs)} prompts")
 
     def stated(t: str, want: str) -> bool:
         t = t.strip()

@@ -97,4 +97,6 @@ def test_plan_resolution_accuracy():
     assert plan_resolution_accuracy(plans, [implicit, implicit, explicit, explicit]) == 0.5
     assert plan_hits(plans, [implicit, implicit, explicit, explicit]) == [True, False, True, False]
     with pytest.raises(ValueError):
+        plan_hits(plans, [implicit])
+    with pytest.raises(ValueError):
         plan_resolution_accuracy(plans, [implicit])
