@@ -288,6 +288,9 @@ def shapes_train_umm(
     image_patch: Annotated[int, typer.Option(help="patch size of the LM's input-image tokens (0: none)")] = 0,
     refine_batch: Annotated[int, typer.Option(help="refinement rows per step (near miss + edit -> repaired)")] = 0,
     refine_lm_weight: Annotated[float, typer.Option(help="weight of the edit-instruction LM loss")] = 0.0,
+    category_weight: Annotated[list[str] | None,
+                               typer.Option(help="CATEGORY=W: draw explicit prompts of that category W times as "
+                                                 "often (repeatable; e.g. counting=8)")] = None,
 ) -> None:
     """Pretrain the tiny UMM (flow matching on ShapesWorld) on CPU; seeded, resumable, with a progress bar.
     A resumed run may change the recipe (every version is kept in run_dir/recipe-history.jsonl)."""
@@ -298,11 +301,30 @@ def shapes_train_umm(
     recipe = UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr, plan_cond=plan_cond,
                        plan_lm_weight=plan_lm_weight,
                        fg_weight=fg_weight, distractors=distractors, image_patch=image_patch, refine_batch=refine_batch,
-                       refine_lm_weight=refine_lm_weight)  # fmt: skip
+                       refine_lm_weight=refine_lm_weight,
+                       category_weights=_category_weights(category_weight or []))  # fmt: skip
     if refine_batch and not image_patch:
         raise typer.BadParameter("refinement needs the LM to see the image: give --image-patch (e.g. 8)")
     result = train_umm(recipe, Path(run_dir), Path(out or Path(run_dir) / "model"), resume=resume)
     typer.echo(json.dumps(result))
+
+
+def _category_weights(items: list[str]) -> dict[str, float] | None:
+    from shapesworld.prompts import prompts
+
+    known = sorted({p.category for p in prompts("train")} - {"implicit"})
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in known:
+            raise typer.BadParameter(f"--category-weight {item!r}: category must be one of {known}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"--category-weight {item!r}: the weight must be a number") from None
+        if not out[name] >= 0:
+            raise typer.BadParameter(f"--category-weight {item!r}: the weight must be >= 0")
+    return out or None
 
 
 @shapes_app.command("export-umm")

@@ -144,3 +144,46 @@ def test_image_tokens_condition_the_lm_and_the_edit_loss_trains_on_the_edit_only
     other = model.encode(ids, mask, -inp)
     assert not torch.allclose(ctx.hidden, other.hidden)  # the LM's hidden states depend on the image
     assert torch.allclose(model.encode(ids, mask).hidden, model.encode(ids, mask).hidden)  # no image: text only
+
+
+def test_category_weights_reweight_explicit_prompts():
+    """counting=8 raises the share of counting rows about eightfold (4 % -> about 25 % of the training split),
+    weight 0 removes a category, no weights draw exactly as before they existed, and bad weights are refused."""
+    import random
+
+    import pytest
+
+    from recipes.umm import batch_of, spec_weights
+    from shapesworld.prompts import prompts
+
+    specs = [p for p in prompts("train") if p.category != "implicit"]
+    by_text = {p.text: p.category for p in specs}
+    base_share = sum(p.category == "counting" for p in specs) / len(specs)
+    texts, _ = batch_of(random.Random(0), specs, 200, category_weights={"counting": 8.0}, distractors=0)
+    share = sum(by_text[t] == "counting" for t in texts) / len(texts)
+    expected = 8 * base_share / (1 + 7 * base_share)
+    assert abs(share - expected) < 0.08 and share > 3 * base_share, (share, expected, base_share)
+    texts, _ = batch_of(random.Random(0), specs, 60, category_weights={"position": 0.0}, distractors=0)
+    assert not any(by_text[t] == "position" for t in texts)
+    assert batch_of(random.Random(3), specs, 6, distractors=0)[0] == batch_of(random.Random(3), specs, 6,
+                                                                            distractors=0, category_weights={})[0]
+    with pytest.raises(ValueError, match=">= 0"):
+        spec_weights(specs, {"counting": -1.0})
+    with pytest.raises(ValueError, match="no prompt"):
+        spec_weights(specs, {c: 0.0 for c in by_text.values()})
+
+
+def test_train_umm_cli_refuses_bad_category_weights(tmp_path):
+    """The CLI names the flag and the limit (an unknown category, a non-number, a negative weight) and trains
+    nothing."""
+    from typer.testing import CliRunner
+
+    from alphagrpo.cli import app
+
+    for bad, says in [("shape=2", "category must be one of"), ("counting=lots", "must be a number"),
+                      ("counting=-1", "must be >= 0")]:  # fmt: skip
+        out = CliRunner().invoke(app, ["shapes", "train-umm", "--run-dir", str(tmp_path / "run"),
+                                       "--category-weight", bad])  # fmt: skip
+        text = " ".join(out.output.replace("│", " ").split())  # the error box wraps lines
+        assert out.exit_code == 2 and says in text and "--category-weight" in text, out.output
+    assert not (tmp_path / "run").exists()
