@@ -289,8 +289,8 @@ def shapes_train_umm(
     refine_batch: Annotated[int, typer.Option(help="refinement rows per step (near miss + edit -> repaired)")] = 0,
     refine_lm_weight: Annotated[float, typer.Option(help="weight of the edit-instruction LM loss")] = 0.0,
     category_weight: Annotated[list[str] | None,
-                               typer.Option(help="CATEGORY=W: draw explicit prompts of that category W times as "
-                                                 "often (repeatable; e.g. counting=8)")] = None,
+                               typer.Option(help="CATEGORY=W: draw the image rows' explicit prompts of that category "
+                                                 "W times as often (repeatable; e.g. counting=8)")] = None,
 ) -> None:
     """Pretrain the tiny UMM (flow matching on ShapesWorld) on CPU; seeded, resumable, with a progress bar.
     A resumed run may change the recipe (every version is kept in run_dir/recipe-history.jsonl)."""

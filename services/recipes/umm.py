@@ -7,9 +7,10 @@ of rows see the null context (for classifier-free guidance). Planning (for reaso
 prompt's explicit resolution, and implicit training prompts join the image rows only in that form; with
 ``plan_lm_weight`` > 0 the language model also learns to write the plan after ``<think>`` (cross-entropy on the
 plan's tokens), so the reasoning trainer starts from a policy that plans. The text model trains end to end with the
-image loss. An EMA of the weights (decay 0.999) is what gets evaluated and shipped. Evaluation: a fixed set of
-held-out explicit prompts, one image each from a fixed noise with the ODE sampler (guidance 3), judged by the
-ShapesWorld oracle, per GenEval category.
+image loss. ``category_weights`` draws the explicit prompts of the image rows by category (the plan-LM and
+refinement rows stay uniform). An EMA of the weights (decay 0.999) is what gets evaluated and shipped. Evaluation:
+a fixed set of held-out explicit prompts, one image each from a fixed noise with the ODE sampler (guidance 3),
+judged by the ShapesWorld oracle, per GenEval category.
 
 Recipes import the world and the model classes; nothing imports recipes (README, layout).
 """
