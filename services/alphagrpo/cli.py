@@ -310,9 +310,12 @@ def shapes_train_umm(
 
 
 def _category_weights(items: list[str]) -> dict[str, float] | None:
+    """``CATEGORY=W`` options as a dict, checked here (before any model is built) by the rule training uses."""
+    from recipes.umm import spec_weights
     from shapesworld.prompts import prompts
 
-    known = sorted({p.category for p in prompts("train")} - {"implicit"})
+    explicit = [p for p in prompts("train") if p.category != "implicit"]
+    known = sorted({p.category for p in explicit})
     out: dict[str, float] = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -322,8 +325,10 @@ def _category_weights(items: list[str]) -> dict[str, float] | None:
             out[name] = float(value)
         except ValueError:
             raise typer.BadParameter(f"--category-weight {item!r}: the weight must be a number") from None
-        if not out[name] >= 0:
-            raise typer.BadParameter(f"--category-weight {item!r}: the weight must be >= 0")
+    try:
+        spec_weights(explicit, out)
+    except ValueError as e:
+        raise typer.BadParameter(f"--category-weight: {e}") from None
     return out or None
 
 

@@ -18,6 +18,7 @@ Recipes import the world and the model classes; nothing imports recipes (README,
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -130,9 +131,9 @@ def spec_weights(specs, category_weights: dict[str, float] | None) -> list[float
     """Per-spec sampling weights from per-category ones (None: uniform, drawn exactly as before weights existed)."""
     if not category_weights:
         return None
-    bad = {k: v for k, v in category_weights.items() if not v >= 0}
+    bad = {k: v for k, v in category_weights.items() if not (v >= 0 and math.isfinite(v))}
     if bad:
-        raise ValueError(f"category weights must be >= 0, got {bad}")
+        raise ValueError(f"category weights must be finite numbers >= 0, got {bad}")
     weights = [float(category_weights.get(s.category, 1.0)) for s in specs]
     if not sum(weights) > 0:
         raise ValueError("category weights leave no prompt to draw")

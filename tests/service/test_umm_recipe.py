@@ -169,21 +169,25 @@ def test_category_weights_reweight_explicit_prompts():
                                                                             distractors=0, category_weights={})[0]
     with pytest.raises(ValueError, match=">= 0"):
         spec_weights(specs, {"counting": -1.0})
+    with pytest.raises(ValueError, match="finite"):
+        spec_weights(specs, {"counting": float("nan")})
     with pytest.raises(ValueError, match="no prompt"):
         spec_weights(specs, {c: 0.0 for c in by_text.values()})
 
 
 def test_train_umm_cli_refuses_bad_category_weights(tmp_path):
-    """The CLI names the flag and the limit (an unknown category, a non-number, a negative weight) and trains
-    nothing."""
+    """The CLI names the flag and the limit (an unknown category, a non-number, a negative or infinite weight,
+    weights that leave nothing to draw) and trains nothing."""
     from typer.testing import CliRunner
 
     from alphagrpo.cli import app
 
-    for bad, says in [("shape=2", "category must be one of"), ("counting=lots", "must be a number"),
-                      ("counting=-1", "must be >= 0")]:  # fmt: skip
-        out = CliRunner().invoke(app, ["shapes", "train-umm", "--run-dir", str(tmp_path / "run"),
-                                       "--category-weight", bad])  # fmt: skip
+    all_zero = [f"{c}=0" for c in ("position", "color_attr", "counting", "colors", "two_object", "single_object")]
+    for bad, says in [(["shape=2"], "category must be one of"), (["counting=lots"], "must be a number"),
+                      (["counting=-1"], "must be finite numbers >= 0"), (["counting=inf"], "must be finite"),
+                      (all_zero, "leave no prompt")]:  # fmt: skip
+        flags = [arg for item in bad for arg in ("--category-weight", item)]
+        out = CliRunner().invoke(app, ["shapes", "train-umm", "--run-dir", str(tmp_path / "run"), *flags])
         text = " ".join(out.output.replace("│", " ").split())  # the error box wraps lines
         assert out.exit_code == 2 and says in text and "--category-weight" in text, out.output
     assert not (tmp_path / "run").exists()
