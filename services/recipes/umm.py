@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from checkpoint import latest as latest_checkpoint
-from shapesworld.oracle import evaluate
+from shapesworld.oracle import count_errors, evaluate
 from shapesworld.prompts import prompts, satisfying_scene
 from shapesworld.refine import EDIT_WORDS, near_miss
 from shapesworld.verifier_recipe import build_tokenizer, checkpoint, restore
@@ -255,6 +255,10 @@ def evaluate_umm(model: TinyUMM, tok, recipe: UMMRecipe, specs) -> dict:
     res = {"accuracy": sum(v.correct for v in verdicts) / len(verdicts),
            "atom_accuracy": sum(v.atom_accuracy for v in verdicts) / len(verdicts)}  # fmt: skip
     res.update({f"acc_{k}": sum(v) / len(v) for k, v in sorted(per.items())})
+    errors = [e for v, s in zip(verdicts, specs) for e in count_errors(s, v.detections)]
+    if errors:  # mean signed miscount of exact-count prompts: 0 unbiased, > 0 too many objects
+        res["count_bias"] = sum(errors) / len(errors)
+        res["count_abs_error"] = sum(map(abs, errors)) / len(errors)
     if recipe.refine_batch > 0:  # one refinement pass over the same images: what it adds
         refined = []
         for i, x in zip(range(0, len(specs), 32), first):

@@ -85,6 +85,9 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
     if "refined_accuracy" in ev:
         refined = ("| accuracy after one refinement pass (reads its image, writes an edit, redraws) | "
                    f"{ev['refined_accuracy']:.3f} |\n")
+    if "count_bias" in ev:
+        refined += (f"| counting: mean signed miscount (objects drawn minus asked; 0 is unbiased) | "
+                    f"{ev['count_bias']:+.2f} (mean absolute {ev['count_abs_error']:.2f}) |\n")
     plan_line = ""
     if "plan_exact_heldout" in ev:
         plan_line = (f" Its plan (temperature 0.3) is exactly the resolution for {ev['plan_exact_train']:.0%} of the "

@@ -140,6 +140,13 @@ def evaluate(image: Image.Image, spec: PromptSpec, detections: list[Detection] |
     return OracleResult(bool(ok), atoms, dets)
 
 
+def count_errors(spec: PromptSpec, dets: list[Detection]) -> list[int]:
+    """Signed count error (objects found matching the requirement minus the count asked) of each exact-count
+    requirement of a prompt: +1 is one object too many. A generator whose errors do not centre on 0 is biased
+    (a flow loss weighted by the target's foreground, for one, tilts samples towards drawing more objects)."""
+    return [sum(_matches(d, r) for d in dets) - r.count for r in spec.requirements if r.exact]
+
+
 def atom_truth(key: tuple[str, ...], dets: list[Detection]) -> bool:
     """Whether one atom holds among the detections (atoms speak of nouns, i.e. shapes)."""
     cat, detail, *args = key

@@ -191,3 +191,25 @@ def test_train_umm_cli_refuses_bad_category_weights(tmp_path):
         text = " ".join(out.output.replace("│", " ").split())  # the error box wraps lines
         assert out.exit_code == 2 and says in text and "--category-weight" in text, out.output
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluation_reports_the_count_bias_of_its_own_images():
+    """On counting prompts the evaluation reports the mean signed and absolute miscount of the images it drew
+    (the card's counting row), recomputed here from those images by the oracle; without an exact-count prompt
+    there is no such figure."""
+    from recipes.umm import evaluate_umm
+    from shapesworld.oracle import count_errors, detect
+    from shapesworld.prompts import prompts
+
+    held = prompts("heldout")
+    counting = [p for p in held if p.category == "counting"][:3]
+    position = [p for p in held if p.category == "position"][:2]
+    recipe = UMMRecipe(**TINY)
+    model = build(recipe, umm_tokenizer())
+    res, images = evaluate_umm(model, umm_tokenizer(), recipe, counting + position)
+    errors = [e for im, s in zip(images, counting) for e in count_errors(s, detect(im))]
+    assert len(errors) == 3
+    assert res["count_bias"] == round(sum(errors) / 3, 4)
+    assert res["count_abs_error"] == round(sum(map(abs, errors)) / 3, 4) >= abs(res["count_bias"])
+    res, _ = evaluate_umm(model, umm_tokenizer(), recipe, position)
+    assert "count_bias" not in res

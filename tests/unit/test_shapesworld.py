@@ -12,7 +12,7 @@ from decomposer.backends.rules import RulesBackend
 from decomposer.lexicon import Lexicon
 from shapesworld import degrade
 from shapesworld.evaluation import object_accuracy, prompt_accuracy
-from shapesworld.oracle import atom_truth, detect, evaluate
+from shapesworld.oracle import atom_truth, count_errors, detect, evaluate
 from shapesworld.prompts import (
     CATEGORIES,
     all_prompts,
@@ -93,6 +93,19 @@ def test_oracle_judges_prompts_and_atoms():
     four = Scene(stars + [Obj("star", "red", "small", 0.5, 0.15)])
     assert not evaluate(render(four), three).correct  # the "fewer than four" atom fails
     assert not atom_truth(("count", "fewer_than", "star", "4"), detect(render(four)))
+
+
+def test_count_errors_are_signed_per_exact_requirement():
+    by_text = {p.text: p for p in all_prompts()}
+    three = by_text["a photo of three stars"]
+    stars = [Obj("star", "red", "small", x, 0.5) for x in (0.15, 0.5, 0.85)]
+    assert count_errors(three, detect(render(Scene(stars)))) == [0]
+    assert count_errors(three, detect(render(Scene(stars + [Obj("star", "blue", "small", 0.5, 0.15)])))) == [1]
+    circle = [Obj("circle", "red", "small", 0.5, 0.15)]  # another shape does not count
+    assert count_errors(three, detect(render(Scene(stars[:1] + circle)))) == [-2]
+    assert count_errors(three, []) == [-3]
+    # a prompt without an exact count has nothing to miscount
+    assert count_errors(by_text["a photo of a blue circle left of a red square"], detect(render(Scene(stars)))) == []
 
 
 def test_satisfying_scenes_satisfy_every_category():
