@@ -181,6 +181,26 @@ def bench_grad_snr(
     _emit(figures, json_out)
 
 
+@bench_app.command("counting")
+def bench_counting(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    model: Annotated[str, typer.Option(help="UMM folder")] = "models/shapes-umm",
+    split: Annotated[str, typer.Option(help="whose implicit number prompts: train, val or heldout")] = "train",
+    repeats: Annotated[int, typer.Option(min=1, help="images per prompt and text")] = 2,
+    cfg_scale: Annotated[list[float] | None,
+                         typer.Option(help="guidance scale (repeatable; default 5, the GRPO configs')")] = None,
+    n_steps: Annotated[int, typer.Option(min=1)] = 10,
+) -> None:
+    """Does the image head draw the count its text asks for? The same noises under the explicit resolution, the
+    implicit prompt alone and the prompt with its gold plan: mean count drawn per target and its slope."""
+    from benchmarks.counting import run
+
+    if split not in ("train", "val", "heldout"):
+        raise typer.BadParameter("--split must be train, val or heldout")
+    _logging("warning")
+    _emit(run(model, split, repeats, tuple(cfg_scale or [5.0]), n_steps=n_steps, progress=not json_out), json_out)
+
+
 @bench_app.command("load")
 def bench_load(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from checkpoint import latest as latest_checkpoint
 from shapesworld.oracle import count_errors, evaluate
 from shapesworld.prompts import prompts, satisfying_scene
 from shapesworld.refine import EDIT_WORDS, near_miss
-from shapesworld.verifier_recipe import build_tokenizer, checkpoint, restore
+from shapesworld.verifier_recipe import build_tokenizer, checkpoint, restore, usable_cores
 from shapesworld.world import render
 from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
 from trainer.rollout import sample_images
@@ -294,7 +293,7 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     from checkpoint import load_extra
 
     run.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(usable_cores())  # respects taskset / cpusets: a pinned run does not oversubscribe
     tok = umm_tokenizer()
     model = build(recipe, tok)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -56,6 +56,13 @@ AUX_CLASSES = [(c, s) for c in COLOURS for s in SHAPES]  # 24 (colour, shape) pa
 CAPTION_QUESTION = "Describe the image."
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, so ``taskset -c 1`` means 1), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def caption(scene) -> str:
     """Every object, left to right: "large red circle top left , small blue star bottom center"."""
     rows, cols = ("top", "middle", "bottom"), ("left", "center", "right")
@@ -300,7 +307,7 @@ def train(cfg: RecipeConfig, run: Path, out: Path | None, resume: bool = False, 
     from tqdm import tqdm
 
     run.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(usable_cores())  # respects taskset / cpusets: a pinned run does not oversubscribe
     if cfg.init:  # fine-tuning: the folder's own tokenizer and weights; the aux head starts fresh
         from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
