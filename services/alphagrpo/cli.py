@@ -190,15 +190,21 @@ def bench_counting(
     cfg_scale: Annotated[list[float] | None,
                          typer.Option(help="guidance scale (repeatable; default 5, the GRPO configs')")] = None,
     n_steps: Annotated[int, typer.Option(min=1)] = 10,
+    text: Annotated[list[str] | None, typer.Option(
+        help="which texts (repeatable): explicit, implicit, planned, plan_span, plan_only (default: all)")] = None,
 ) -> None:
     """Does the image head draw the count its text asks for? The same noises under the explicit resolution, the
     implicit prompt alone and the prompt with its gold plan: mean count drawn per target and its slope."""
-    from benchmarks.counting import run
+    from benchmarks.counting import CONDITIONS, run
 
     if split not in ("train", "val", "heldout"):
         raise typer.BadParameter("--split must be train, val or heldout")
+    bad = [t for t in text or [] if t not in CONDITIONS]
+    if bad:
+        raise typer.BadParameter(f"--text {bad[0]!r}: must be one of {', '.join(CONDITIONS)}")
     _logging("warning")
-    _emit(run(model, split, repeats, tuple(cfg_scale or [5.0]), n_steps=n_steps, progress=not json_out), json_out)
+    _emit(run(model, split, repeats, tuple(cfg_scale or [5.0]), n_steps=n_steps,
+              texts=tuple(dict.fromkeys(text or CONDITIONS)), progress=not json_out), json_out)  # fmt: skip
 
 
 @bench_app.command("load")

@@ -85,7 +85,7 @@ def from_think(ids: torch.Tensor, mask: torch.Tensor, think_id: int) -> torch.Te
 
 def run(model: str, split: str = "train", repeats: int = 2, cfg_scales: tuple[float, ...] = (5.0,),
         n_steps: int = 10, shift: float = 3.0, seed: int = 0, max_tokens: int = 32, batch: int = 32,
-        progress: bool = True) -> dict:  # fmt: skip
+        texts: tuple[str, ...] = CONDITIONS, progress: bool = True) -> dict:  # fmt: skip
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
@@ -95,6 +95,9 @@ def run(model: str, split: str = "train", repeats: int = 2, cfg_scales: tuple[fl
     from trainer.policies.tiny_umm import TinyUMM
     from trainer.rollout import sample_images
 
+    unknown = [t for t in texts if t not in CONDITIONS]
+    if unknown or not texts:
+        raise ValueError(f"texts must be among {CONDITIONS}, got {list(texts)}")
     policy = TinyUMM.load(model).eval()
     tok = AutoTokenizer.from_pretrained(model)
     think_id = tok.convert_tokens_to_ids(THINK[0])
@@ -104,13 +107,13 @@ def run(model: str, split: str = "train", repeats: int = 2, cfg_scales: tuple[fl
     rows = [s for s in specs for _ in range(repeats)]
     out: dict = {"model": model, "split": split, "prompts": len(specs), "repeats": repeats, "n_steps": n_steps,
                  "shift": shift, "seed": seed}  # fmt: skip
-    bar = tqdm(total=len(cfg_scales) * len(CONDITIONS) * len(rows), disable=not progress, desc="counting")
+    bar = tqdm(total=len(cfg_scales) * len(texts) * len(rows), disable=not progress, desc="counting")
     for w in cfg_scales:
         per: dict[str, list[Drawn]] = {}
-        for cond in CONDITIONS:
-            texts = [texts_of(s)[cond] for s in rows]
-            ids, mask = tokenize(tok, texts, max_tokens)
-            cut = [t for t in texts if len(tok(t, add_special_tokens=False)["input_ids"]) > max_tokens]
+        for cond in texts:
+            strings = [texts_of(s)[cond] for s in rows]
+            ids, mask = tokenize(tok, strings, max_tokens)
+            cut = [t for t in strings if len(tok(t, add_special_tokens=False)["input_ids"]) > max_tokens]
             if cut:
                 raise ValueError(f"max_tokens {max_tokens} truncates {cut[0]!r}")
             g = torch.Generator().manual_seed(seed)  # every text starts from the same noises, row for row
@@ -130,6 +133,6 @@ def run(model: str, split: str = "train", repeats: int = 2, cfg_scales: tuple[fl
                 (err,) = count_errors(spec, v.detections)  # one exact-count requirement per number prompt
                 req = spec.requirements[0].count
                 per[cond].append(Drawn(req, req + err, v.correct))
-        out[f"cfg_{w:g}"] = {c: summarise(per[c]) for c in CONDITIONS}
+        out[f"cfg_{w:g}"] = {c: summarise(per[c]) for c in texts}
     bar.close()
     return out

@@ -51,9 +51,12 @@ def test_counting_bench_texts_share_their_noises(tmp_path):
         assert set(per["explicit"]["by_target"]) <= {"2", "3", "4"}
         # the base draws objects even blind, so images that differed between texts would show here
         assert any(t["mean_drawn"] > 0 for t in per["explicit"]["by_target"].values())
+    only = _bench(tmp_path / "blind", "--cfg-scale", "4", "--text", "planned", "--text", "explicit")
+    assert list(only["cfg_4"]) == ["planned", "explicit"] and only["cfg_4"]["planned"] == figures["cfg_4"]["planned"]
 
 
-def test_counting_bench_refuses_an_unknown_split(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", "bench", "counting", "--split", "test"],
+@pytest.mark.parametrize("args,named", [(["--split", "test"], "--split"), (["--text", "plan"], "--text")])
+def test_counting_bench_refuses_bad_options(args, named):
+    out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", "bench", "counting", *args],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
-    assert out.returncode != 0 and "--split" in out.stderr
+    assert out.returncode != 0 and named in out.stderr
