@@ -315,8 +315,9 @@ def shapes_train_umm(
     refine_batch: Annotated[int, typer.Option(help="refinement rows per step (near miss + edit -> repaired)")] = 0,
     refine_lm_weight: Annotated[float, typer.Option(help="weight of the edit-instruction LM loss")] = 0.0,
     category_weight: Annotated[list[str] | None,
-                               typer.Option(help="CATEGORY=W: draw the image rows' explicit prompts of that category "
-                                                 "W times as often (repeatable; e.g. counting=8)")] = None,
+                               typer.Option(help="CATEGORY=W: draw the image rows' prompts of that category W times as "
+                                                 "often (repeatable; e.g. counting=8; implicit=W weighs the "
+                                                 "implicit prompts among the plan-form rows)")] = None,
 ) -> None:
     """Pretrain the tiny UMM (flow matching on ShapesWorld) on CPU; seeded, resumable, with a progress bar.
     A resumed run may change the recipe (every version is kept in run_dir/recipe-history.jsonl)."""
@@ -341,7 +342,7 @@ def _category_weights(items: list[str]) -> dict[str, float] | None:
     from shapesworld.prompts import prompts
 
     explicit = [p for p in prompts("train") if p.category != "implicit"]
-    known = sorted({p.category for p in explicit})
+    known = sorted({p.category for p in explicit} | {"implicit"})  # implicit: their plan-form rows
     out: dict[str, float] = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -378,6 +379,24 @@ def shapes_export_umm(
     if card:
         write_card(Path(out), Path(run_dir) / "recipe-history.jsonl")
     typer.echo(json.dumps(figures))
+
+
+@shapes_app.command("eval-umm")
+def shapes_eval_umm(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    model: Annotated[str, typer.Option(help="UMM folder")] = "models/shapes-umm",
+    split: Annotated[str, typer.Option(help="train or val to choose settings; heldout to report")] = "train",
+    prompts_n: Annotated[int, typer.Option("--prompts", min=1, help="seeded sample of explicit prompts")] = 300,
+    cfg_scale: Annotated[list[float] | None, typer.Option(help="guidance scale (repeatable; default 5)")] = None,
+    n_steps: Annotated[int, typer.Option(min=1, help="sampler steps (the GRPO evaluation's: 10)")] = 10,
+) -> None:
+    """Oracle accuracy of a UMM folder on explicit prompts of a split, per guidance scale (same prompts and
+    noises for each): accuracy, atom accuracy, per category and the signed miscount of counting prompts."""
+    from recipes.umm import evaluate_folder
+
+    if split not in ("train", "val", "heldout"):
+        raise typer.BadParameter("--split must be train, val or heldout")
+    _emit(evaluate_folder(model, split, prompts_n, tuple(cfg_scale or [5.0]), n_steps=n_steps), json_out)
 
 
 @shapes_app.command("eval-verifier")

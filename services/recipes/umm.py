@@ -143,11 +143,13 @@ def batch_of(rng: random.Random, specs, n: int, plan_cond: float = 0.0, implicit
              category_weights: dict[str, float] | None = None):
     """``n`` (text, image) rows; with ``plan_cond`` that share of rows is in plan form, drawn from the explicit
     and the implicit specs together (implicit prompts only ever appear with their plan). ``category_weights``
-    reweights explicit prompts by category (implicit ones keep weight 1)."""
+    reweights prompts by category; its ``implicit`` entry (default 1) weighs each implicit prompt among the
+    plan-form rows, the only rows where they appear."""
     texts, images = [], []
     pool = list(specs) + list(implicit)
     weights = spec_weights(specs, category_weights)
-    pool_weights = None if weights is None else weights + [1.0] * len(implicit)
+    implicit_w = float((category_weights or {}).get("implicit", 1.0))
+    pool_weights = None if weights is None else weights + [implicit_w] * len(implicit)
     while len(texts) < n:
         planned = plan_cond > 0 and rng.random() < plan_cond
         if weights is None:
@@ -433,6 +435,24 @@ def export_umm(run: Path, out: Path, n_eval: int = 0, cfg_scale: float | None = 
         _grid(images[:48]).save(out / "samples.png")
     _save(model.eval(), tok, recipe, state["step"], state["elapsed"], last, out)
     return {"step": state["step"], "train_minutes": round(state["elapsed"] / 60, 1), **last}
+
+
+def evaluate_folder(folder: str | Path, split: str, n_prompts: int, cfg_scales: tuple[float, ...],
+                    n_steps: int = 10, seed: int = 99) -> dict:  # fmt: skip
+    """A UMM model folder judged by the oracle on a seeded sample of ``n_prompts`` explicit prompts of ``split``
+    at each guidance scale (same prompts and noises for every scale): how to pick the guidance on training
+    prompts before an evaluation on held-out ones."""
+    from transformers import AutoTokenizer
+
+    pool = [p for p in prompts(split) if p.category != "implicit"]
+    specs = random.Random(seed).sample(pool, min(n_prompts, len(pool)))
+    model = TinyUMM.load(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    out: dict = {"model": str(folder), "split": split, "prompts": len(specs), "n_steps": n_steps}
+    for w in cfg_scales:
+        recipe = UMMRecipe(cfg_scale=w, sample_steps=n_steps, refine_batch=0)
+        out[f"cfg_{w:g}"], _ = evaluate_umm(model, tok, recipe, specs)
+    return out
 
 
 def _eval_ema(model: TinyUMM, ema: dict, tok, recipe: UMMRecipe, held, run: Path, step: int) -> dict:

@@ -1,6 +1,7 @@
 """The tiny UMM recipe: a few steps change the weights, evaluate with the oracle, checkpoint and resume."""
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -112,6 +113,15 @@ def test_refinement_rows_grow_the_model_and_evaluate_a_refinement_pass(tmp_path)
 
     exported = TinyUMM.load(tmp_path / "export")
     assert plan_accuracy(exported, umm_tokenizer(), "heldout", max_tokens=4) == 0.0  # 4 tokens cannot hold a plan
+    # `shapes eval-umm` on the exported folder reproduces the run's own evaluation (same prompts, same noise), and
+    # every guidance scale it sweeps sees those prompts and noises too
+    from recipes.umm import evaluate_folder
+
+    w = got["cfg_scale"]
+    again = evaluate_folder(tmp_path / "export", "heldout", 3, (7.0, w), n_steps=2)  # the run's scale second
+    assert again[f"cfg_{w:g}"]["accuracy"] == got["accuracy"]
+    assert again[f"cfg_{w:g}"]["atom_accuracy"] == got["atom_accuracy"]
+    assert again["prompts"] == 3 and "cfg_7" in again
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), exported.state_dict().values()))
     plain = build(UMMRecipe(**TINY), umm_tokenizer())
     with pytest.raises(RuntimeError, match="does not fit"):  # the grown checkpoint into a smaller model
@@ -167,8 +177,21 @@ def test_category_weights_reweight_explicit_prompts():
     assert not any(by_text[t] == "position" for t in texts)
     assert batch_of(random.Random(3), specs, 6, distractors=0)[0] == batch_of(random.Random(3), specs, 6,
                                                                             distractors=0, category_weights={})[0]
+    # implicit=W weighs the implicit prompts among plan-form rows (they appear nowhere else)
+    implicit = [p for p in prompts("train") if p.category == "implicit"]
+    planned = {f"{p.text} <think> {p.resolved} </think>" for p in implicit}
+    share = [sum(t in planned for t in batch_of(random.Random(0), specs, 300, plan_cond=1.0, implicit=implicit,
+                                                distractors=0, category_weights=w)[0]) / 300
+             for w in ({"counting": 8.0}, {"counting": 8.0, "implicit": 8.0}, {"implicit": 0.0})]  # fmt: skip
+    base_w = sum(8.0 if p.category == "counting" else 1.0 for p in specs)  # 1,663 on the training split
+    for got, iw in zip(share, (1.0, 8.0)):
+        expected = iw * len(implicit) / (base_w + iw * len(implicit))  # 0.062 and 0.346
+        assert abs(got - expected) < 0.06, (got, expected)
+    assert share[2] == 0.0
     with pytest.raises(ValueError, match=">= 0"):
         spec_weights(specs, {"counting": -1.0})
+    with pytest.raises(ValueError, match="finite"):
+        spec_weights(specs, {"implicit": float("inf")})
     with pytest.raises(ValueError, match="finite"):
         spec_weights(specs, {"counting": float("nan")})
     with pytest.raises(ValueError, match="no prompt"):
@@ -183,7 +206,8 @@ def test_train_umm_cli_refuses_bad_category_weights(tmp_path):
     from alphagrpo.cli import app
 
     all_zero = [f"{c}=0" for c in ("position", "color_attr", "counting", "colors", "two_object", "single_object")]
-    for bad, says in [(["shape=2"], "category must be one of"), (["counting=lots"], "must be a number"),
+    for bad, says in [(["shape=2"], "category must be one of"), (["implicit=-2"], "must be finite numbers >= 0"),
+                      (["counting=lots"], "must be a number"),
                       (["counting=-1"], "must be finite numbers >= 0"), (["counting=inf"], "must be finite"),
                       (all_zero, "leave no prompt")]:  # fmt: skip
         flags = [arg for item in bad for arg in ("--category-weight", item)]
@@ -213,3 +237,15 @@ def test_evaluation_reports_the_count_bias_of_its_own_images():
     assert res["count_abs_error"] == round(sum(map(abs, errors)) / 3, 4) >= abs(res["count_bias"])
     res, _ = evaluate_umm(model, umm_tokenizer(), recipe, position)
     assert "count_bias" not in res
+
+
+def test_eval_umm_sweeps_guidance_on_the_same_prompts_and_noises():
+    """``shapes eval-umm`` on the shipped base: a scale's figures do not depend on which scales come before it
+    (each scale redraws the same noises), and the scale changes what the base draws."""
+    from recipes.umm import evaluate_folder
+
+    folder = Path(__file__).resolve().parents[2] / "models" / "shapes-umm"
+    both = evaluate_folder(folder, "train", 12, (1.0, 5.0), n_steps=6)
+    alone = evaluate_folder(folder, "train", 12, (5.0,), n_steps=6)
+    assert both["cfg_5"] == alone["cfg_5"] and both["prompts"] == 12 and both["split"] == "train"
+    assert both["cfg_1"]["atom_accuracy"] != both["cfg_5"]["atom_accuracy"]
