@@ -396,7 +396,8 @@ def shapes_eval_umm(
 
     if split not in ("train", "val", "heldout"):
         raise typer.BadParameter("--split must be train, val or heldout")
-    _emit(evaluate_folder(model, split, prompts_n, tuple(cfg_scale or [5.0]), n_steps=n_steps), json_out)
+    _emit(evaluate_folder(model, split, prompts_n, tuple(cfg_scale or [5.0]), n_steps=n_steps,
+                          progress=not json_out), json_out)  # fmt: skip
 
 
 @shapes_app.command("eval-verifier")

@@ -438,10 +438,11 @@ def export_umm(run: Path, out: Path, n_eval: int = 0, cfg_scale: float | None = 
 
 
 def evaluate_folder(folder: str | Path, split: str, n_prompts: int, cfg_scales: tuple[float, ...],
-                    n_steps: int = 10, seed: int = 99) -> dict:  # fmt: skip
+                    n_steps: int = 10, seed: int = 99, progress: bool = False) -> dict:  # fmt: skip
     """A UMM model folder judged by the oracle on a seeded sample of ``n_prompts`` explicit prompts of ``split``
     at each guidance scale (same prompts and noises for every scale): how to pick the guidance on training
     prompts before an evaluation on held-out ones."""
+    from tqdm import tqdm
     from transformers import AutoTokenizer
 
     pool = [p for p in prompts(split) if p.category != "implicit"]
@@ -449,7 +450,7 @@ def evaluate_folder(folder: str | Path, split: str, n_prompts: int, cfg_scales: 
     model = TinyUMM.load(folder)
     tok = AutoTokenizer.from_pretrained(folder)
     out: dict = {"model": str(folder), "split": split, "prompts": len(specs), "n_steps": n_steps}
-    for w in cfg_scales:
+    for w in tqdm(cfg_scales, desc="eval-umm (guidance scales)", disable=not progress):
         recipe = UMMRecipe(cfg_scale=w, sample_steps=n_steps, refine_batch=0)
         out[f"cfg_{w:g}"], _ = evaluate_umm(model, tok, recipe, specs)
     return out
