@@ -194,7 +194,8 @@ def bench_counting(
         help="which texts (repeatable): explicit, implicit, planned, plan_span, plan_only (default: all)")] = None,
 ) -> None:
     """Does the image head draw the count its text asks for? The same noises under the explicit resolution, the
-    implicit prompt alone and the prompt with its gold plan: mean count drawn per target and its slope."""
+    implicit prompt alone, the prompt with its gold plan and two plan-only variants: mean count drawn per target
+    and its slope."""
     from benchmarks.counting import CONDITIONS, run
 
     if split not in ("train", "val", "heldout"):
@@ -203,8 +204,12 @@ def bench_counting(
     if bad:
         raise typer.BadParameter(f"--text {bad[0]!r}: must be one of {', '.join(CONDITIONS)}")
     _logging("warning")
-    _emit(run(model, split, repeats, tuple(cfg_scale or [5.0]), n_steps=n_steps,
-              texts=tuple(dict.fromkeys(text or CONDITIONS)), progress=not json_out), json_out)  # fmt: skip
+    try:
+        figures = run(model, split, repeats, tuple(cfg_scale or [5.0]), n_steps=n_steps,
+                      texts=tuple(dict.fromkeys(text or CONDITIONS)), progress=not json_out)  # fmt: skip
+    except FileNotFoundError as e:
+        raise typer.BadParameter(f"--model: {e}") from None
+    _emit(figures, json_out)
 
 
 @bench_app.command("load")
@@ -396,8 +401,12 @@ def shapes_eval_umm(
 
     if split not in ("train", "val", "heldout"):
         raise typer.BadParameter("--split must be train, val or heldout")
-    _emit(evaluate_folder(model, split, prompts_n, tuple(cfg_scale or [5.0]), n_steps=n_steps,
-                          progress=not json_out), json_out)  # fmt: skip
+    try:
+        figures = evaluate_folder(model, split, prompts_n, tuple(cfg_scale or [5.0]), n_steps=n_steps,
+                                  progress=not json_out)  # fmt: skip
+    except FileNotFoundError as e:
+        raise typer.BadParameter(f"--model: {e}") from None
+    _emit(figures, json_out)
 
 
 @shapes_app.command("eval-verifier")

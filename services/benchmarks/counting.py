@@ -3,8 +3,8 @@
 Reasoning text-to-image rests on one assumption: an image conditioned on ``prompt <think> plan </think>``, whose
 plan states the count ("a photo of three red stars"), gets that count right about as often as the explicit prompt
 alone would. This measures it. For every implicit number prompt of a split ("as many stars as a triangle has
-corners") it draws each image three times from the **same initial noise** (deterministic sampler), under three
-texts:
+corners") it draws each image once per text from the **same initial noise** (deterministic sampler), under up to
+five texts:
 
 * ``explicit``: the prompt's explicit resolution alone ("a photo of three stars");
 * ``implicit``: the implicit prompt alone (what the no-reasoning baseline conditions on);
@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -98,6 +99,8 @@ def run(model: str, split: str = "train", repeats: int = 2, cfg_scales: tuple[fl
     unknown = [t for t in texts if t not in CONDITIONS]
     if unknown or not texts:
         raise ValueError(f"texts must be among {CONDITIONS}, got {list(texts)}")
+    if not (Path(model) / "umm_config.json").is_file():
+        raise FileNotFoundError(f"{model} is not a UMM folder (no umm_config.json)")
     policy = TinyUMM.load(model).eval()
     tok = AutoTokenizer.from_pretrained(model)
     think_id = tok.convert_tokens_to_ids(THINK[0])
@@ -123,7 +126,8 @@ def run(model: str, split: str = "train", repeats: int = 2, cfg_scales: tuple[fl
                     ctx = policy.encode(ids[i : i + batch], mask[i : i + batch])
                     if cond == "plan_span":
                         ctx.mask = from_think(ids[i : i + batch], ctx.mask, think_id)
-                        assert bool(ctx.mask.any(1).all()), "a plan_span row lost every token"
+                        if not bool(ctx.mask.any(1).all()):
+                            raise RuntimeError("a plan_span row has no <think> token: its image would see nothing")
                     r = sample_images(policy, ctx, n_steps=n_steps, shift=shift, cfg_scale=w, generator=g)
                     images += to_images(r.images)
                     bar.update(len(r.images))

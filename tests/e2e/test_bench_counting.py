@@ -55,8 +55,13 @@ def test_counting_bench_texts_share_their_noises(tmp_path):
     assert list(only["cfg_4"]) == ["planned", "explicit"] and only["cfg_4"]["planned"] == figures["cfg_4"]["planned"]
 
 
-@pytest.mark.parametrize("args,named", [(["--split", "test"], "--split"), (["--text", "plan"], "--text")])
-def test_counting_bench_refuses_bad_options(args, named):
-    out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", "bench", "counting", *args],
+@pytest.mark.parametrize("args,named", [(["bench", "counting", "--split", "test"], "--split"),
+                                        (["bench", "counting", "--text", "plan"], "--text"),
+                                        (["bench", "counting", "--model", "docs"], "no umm_config.json"),
+                                        (["shapes", "eval-umm", "--model", "docs"], "no umm_config.json"),
+                                        (["shapes", "eval-umm", "--split", "test"], "--split")])
+def test_counting_and_eval_umm_refuse_bad_options(args, named):
+    out = subprocess.run([sys.executable, "-m", "alphagrpo.cli", *args],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
-    assert out.returncode != 0 and named in out.stderr
+    text = " ".join(out.stderr.replace("│", " ").split())  # the error box wraps lines
+    assert out.returncode == 2 and named in text, out.stderr
