@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -99,8 +98,6 @@ def run(model: str, split: str = "train", repeats: int = 2, cfg_scales: tuple[fl
     unknown = [t for t in texts if t not in CONDITIONS]
     if unknown or not texts:
         raise ValueError(f"texts must be among {CONDITIONS}, got {list(texts)}")
-    if not (Path(model) / "umm_config.json").is_file():
-        raise FileNotFoundError(f"{model} is not a UMM folder (no umm_config.json)")
     policy = TinyUMM.load(model).eval()
     tok = AutoTokenizer.from_pretrained(model)
     think_id = tok.convert_tokens_to_ids(THINK[0])

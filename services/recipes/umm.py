@@ -445,8 +445,6 @@ def evaluate_folder(folder: str | Path, split: str, n_prompts: int, cfg_scales: 
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    if not (Path(folder) / "umm_config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a UMM folder (no umm_config.json)")
     pool = [p for p in prompts(split) if p.category != "implicit"]
     specs = random.Random(seed).sample(pool, min(n_prompts, len(pool)))
     model = TinyUMM.load(folder)

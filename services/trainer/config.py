@@ -92,12 +92,14 @@ class ReasonConfig:
     text_loss_weight: float = 1.0  # plan loss x (trained image timesteps) x this (reference: 1.0 for T2I)
     text_clip_low: float = 0.2
     text_clip_high: float = 0.28
-    text_kl_coef: float = 0.0  # k3 KL of the plan tokens to the reference (0 = off)
+    text_kl_coef: float = 0.0  # k3 KL of the plan tokens to the reference (0 = off; refinement edits: reflect's)
     eval_temperature: float = 0.3  # plans at evaluation (seeded), as the reference's in-training eval
 
     def __post_init__(self) -> None:
         if self.max_plan_tokens < 2 or self.temperature <= 0 or self.eval_temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("reason: max_plan_tokens >= 2, temperatures > 0 and 0 < top_p <= 1")
+        if self.text_kl_coef < 0:
+            raise ValueError(f"reason.text_kl_coef must be >= 0, got {self.text_kl_coef}")
 
 
 @dataclass
@@ -113,9 +115,12 @@ class ReflectConfig:
     top_p: float = 0.8
     # edit loss x trained image steps x this (0.5 x 2 = 1: like one image step, as the reference)
     text_loss_weight: float = 0.5
+    text_kl_coef: float = 0.0  # k3 KL of the critique + edit tokens to the reference (0 = off); plans: reason's
     eval_temperature: float = 0.3
 
     def __post_init__(self) -> None:
+        if self.text_kl_coef < 0:
+            raise ValueError(f"reflect.text_kl_coef must be >= 0, got {self.text_kl_coef}")
         if self.every < 1 or self.n_initial < 1 or self.max_edit_tokens < 2 or self.temperature <= 0:
             raise ValueError("reflect: every >= 1, n_initial >= 1, max_edit_tokens >= 2, temperature > 0")
 
@@ -225,6 +230,9 @@ class TrainConfig:
         if self.grpo.ema_max > 0 and (self.reason.enabled or self.reflect.enabled):
             raise ValueError("grpo.ema_max > 0 is for text-to-image only: the plan's token ratio is taken against "
                              "the rollout policy, which must then be the trained one")  # fmt: skip
+        if self.reason.text_kl_coef > 0 and not self.reason.enabled:
+            raise ValueError("reason.text_kl_coef holds plans, and reason is disabled; the KL of refinement edits "
+                             "is reflect.text_kl_coef")  # fmt: skip
 
     def task_kwargs(self) -> dict:
         """Keyword arguments of the task (held-out evaluation, prompt categories, planning)."""

@@ -82,7 +82,7 @@ class StepStats:
     format_rate: float | None = None  # reasoning: share of well-formed plans
     text_loss: float | None = None  # the policy loss of the text written before the image (plan or edit)
     text_clip_fraction: float | None = None
-    text_kl: float | None = None  # reason.text_kl_coef > 0: k3 KL of the written text to the reference
+    text_kl: float | None = None  # a text KL coefficient > 0: k3 KL of the plan or edit to the reference
     r_init_mean: float | None = None  # refinement: mean reward of the images being refined
     n_improved: int | None = None  # refinement: refined images that beat their R_init (over all ranks)
     velocity_max_dev: float | None = None  # nft: max |v - v_old| over the step's passes (0 with one inner pass)
@@ -204,6 +204,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
     n_image = gr.nft_timesteps if nft else ro.window_len  # trained image terms per chunk
     n_terms = ro.chunks * n_image  # global: each term is a mean over one chunk's samples
     text_weight = (fc.text_loss_weight if refining else rc.text_loss_weight) * n_image / n_terms
+    text_kl_coef = fc.text_kl_coef if refining else rc.text_kl_coef  # edits or plans, each with its own KL
     params = [p for p in policy.parameters() if p.requires_grad]
     nft_old: dict = {}  # nft: what the first pass fixes for the step (nft_term)
     for epoch in range(gr.inner_epochs):
@@ -247,7 +248,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
             if ch.plans is not None and bool(ok.any()):  # the same advantage trains the text written first
                 idx = ok.nonzero().squeeze(-1)
                 tl, ts = plan_loss(policy, ch.plans.rows(idx), a[idx], first=epoch == 0, clip_low=rc.text_clip_low,
-                                   clip_high=rc.text_clip_high, kl_coef=rc.text_kl_coef)  # fmt: skip
+                                   clip_high=rc.text_clip_high, kl_coef=text_kl_coef)  # fmt: skip
                 (tl * text_weight).backward()
                 text_losses.append(ts.loss)
                 text_clips.append(ts.clip_frac)
@@ -264,7 +265,7 @@ def train_step(policy, task: Task, fetcher: RewardFetcher, opt, cfg: TrainConfig
                                                         mean(text_clips), mean(text_kls)])  # fmt: skip
     if text_losses or rc.enabled or fc.enabled:
         extra |= {"text_loss": tl_m, "text_clip_fraction": tc_m}
-        if rc.text_kl_coef > 0:
+        if text_kl_coef > 0:
             extra["text_kl"] = tk_m
     if nft:
         extra["velocity_max_dev"] = dist.max(max(v_devs, default=0.0))
@@ -332,7 +333,8 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
     run.mkdir(parents=True, exist_ok=True)
     for p in policy.parameters():  # invariant: trainable weights stay in fp32 (bf16 masters lose small updates)
         assert not p.requires_grad or p.dtype == torch.float32, "trainable weights must be float32"
-    text_kl = cfg.reason.text_kl_coef > 0 and (cfg.reason.enabled or cfg.reflect.enabled)  # only with text to hold
+    # a text KL needs text to hold: plans (reason) or critiques + edits (reflect)
+    text_kl = cfg.reason.text_kl_coef > 0 or (cfg.reflect.enabled and cfg.reflect.text_kl_coef > 0)
     if (cfg.grpo.kl_coef > 0 or text_kl) and hasattr(policy, "freeze_reference"):
         policy.freeze_reference()  # the loaded base (image or text KL); a LoRA policy disables its adapters instead
     opt = torch.optim.AdamW(param_groups(policy, cfg.optim.lm_lr), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)

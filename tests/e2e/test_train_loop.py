@@ -309,18 +309,22 @@ def test_chunks_whose_rewards_all_failed_are_left_out(verifier_url_no_lexicon, t
 
 def test_refinement_and_mixed_rounds(verifier_url, tmp_path):
     """Mixed training: refinement rounds (worst of N initial images, refined G times, rewards rectified)
-    interleaved with text-to-image rounds; the edit text and the image head both train, R_init and the
-    number of improved refinements are logged, and rectified rewards never reward a failed refinement."""
+    interleaved with text-to-image rounds; the edit text and the image head both train, R_init, the number of
+    improved refinements and the edits' KL to the loaded base are logged, and rectified rewards never reward a
+    failed refinement."""
     task = ToyTask()
     model = refine_policy(task)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = config(tmp_path / "mix", 4, verifier_url)
     cfg.reflect = ReflectConfig(enabled=True, every=2, n_initial=3, max_edit_tokens=4, top_p=1.0,
-                                skip_without_improvement=False)  # fmt: skip
+                                skip_without_improvement=False, text_kl_coef=0.1)  # fmt: skip
+    cfg.optim.lr = 1e-3  # the edits' log-probs move measurably off the reference between the two refine rounds
     records = train(cfg, model, task, RewardFetcher(verifier_url), progress=False)
     assert [r["round"] for r in records] == ["refine", "t2i", "refine", "t2i"]
+    assert records[0]["text_kl"] < 1e-6 < records[2]["text_kl"]  # the first round samples from the reference
     for r in records:
         assert math.isfinite(r["loss"]) and r["n_invalid"] == 0
+        assert ("text_kl" in r) == (r["round"] == "refine")  # t2i rounds write no text
         if r["round"] == "refine":
             assert 0 < r["r_init_mean"] < 1 and 0 <= r["n_improved"] <= 6 and math.isfinite(r["text_loss"])
             # rectified: no refined reward falls below its group's R_init
@@ -370,6 +374,10 @@ def test_config_rejects_impossible_combinations(tmp_path):
     with pytest.raises(ValueError, match="needs the decomposition"):
         TrainConfig.from_dict({"reward": {"signal": "semantic", "mode": "holistic"}})
     assert TrainConfig.from_dict({"reward": {"signal": "semantic"}}).reward.signal == "semantic"
+    with pytest.raises(ValueError, match="edits is reflect.text_kl_coef"):  # plans' KL set where only edits exist
+        TrainConfig.from_dict({"reason": {"text_kl_coef": 0.1}, "reflect": {"enabled": True}})
+    with pytest.raises(ValueError, match="reflect.text_kl_coef must be >= 0"):
+        TrainConfig.from_dict({"reflect": {"text_kl_coef": -0.1}})
     path = tmp_path / "c.yaml"
     path.write_text("rollout: {group_size: 4, window_range: [0, 2]}\nrun: {steps: 5}\n")
     cfg = TrainConfig.from_yaml(path)

@@ -274,6 +274,8 @@ class TinyUMM(nn.Module):
     def load(cls, path: str | Path) -> TinyUMM:
         from safetensors.torch import load_model
 
+        if not (Path(path) / "umm_config.json").is_file():  # a model folder of another kind, or a typo
+            raise FileNotFoundError(f"{path} is not a UMM folder (no umm_config.json)")
         raw = json.loads((Path(path) / "umm_config.json").read_text())
         recorded = raw.pop("fingerprint", None)
         raw["unet_channels"] = tuple(raw["unet_channels"])
