@@ -38,7 +38,7 @@ class TrainerMetrics:
         self.samples_per_second = g("samples_per_second", "images per second over the last step")
         self.reward_wait_fraction = g("reward_wait_fraction", "share of the last step blocked on rewards")
         self.text_loss = g("text_loss", "last step's loss of the text written before the image (plan or edit)")
-        self.text_kl = g("text_kl", "reason/reflect.text_kl_coef: last step's k3 KL of the plan or edit to the loaded base")
+        self.text_kl = g("text_kl", "k3 KL of the last step's plan or edit to the loaded base (text_kl_coef)")
         self.format_rate = g("format_rate", "share of well-formed plans in the last reasoning round")
         self.r_init_mean = g("r_init_mean", "mean reward of the images refined in the last refinement round")
         self.n_improved = g("n_improved", "refinements that beat their initial image in the last refinement round")
