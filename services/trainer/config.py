@@ -230,7 +230,7 @@ class TrainConfig:
         if self.grpo.ema_max > 0 and (self.reason.enabled or self.reflect.enabled):
             raise ValueError("grpo.ema_max > 0 is for text-to-image only: the plan's token ratio is taken against "
                              "the rollout policy, which must then be the trained one")  # fmt: skip
-        if self.reason.text_kl_coef > 0 and not self.reason.enabled:
+        if self.reason.text_kl_coef > 0 and self.reflect.enabled and not self.reason.enabled:  # would hold nothing
             raise ValueError("reason.text_kl_coef holds plans, and reason is disabled; the KL of refinement edits "
                              "is reflect.text_kl_coef")  # fmt: skip
 

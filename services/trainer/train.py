@@ -334,7 +334,8 @@ def train(cfg: TrainConfig, policy, task: Task, fetcher: RewardFetcher, resume: 
     for p in policy.parameters():  # invariant: trainable weights stay in fp32 (bf16 masters lose small updates)
         assert not p.requires_grad or p.dtype == torch.float32, "trainable weights must be float32"
     # a text KL needs text to hold: plans (reason) or critiques + edits (reflect)
-    text_kl = cfg.reason.text_kl_coef > 0 or (cfg.reflect.enabled and cfg.reflect.text_kl_coef > 0)
+    rc, fc = cfg.reason, cfg.reflect
+    text_kl = (rc.enabled and rc.text_kl_coef > 0) or (fc.enabled and fc.text_kl_coef > 0)
     if (cfg.grpo.kl_coef > 0 or text_kl) and hasattr(policy, "freeze_reference"):
         policy.freeze_reference()  # the loaded base (image or text KL); a LoRA policy disables its adapters instead
     opt = torch.optim.AdamW(param_groups(policy, cfg.optim.lm_lr), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
