@@ -116,6 +116,7 @@ class ReflectConfig:
     # edit loss x trained image steps x this (0.5 x 2 = 1: like one image step, as the reference)
     text_loss_weight: float = 0.5
     text_kl_coef: float = 0.0  # k3 KL of the critique + edit tokens to the reference (0 = off); plans: reason's
+    # the edit's sequence ratio is clipped by reason.text_clip_low / text_clip_high, one text clip for plans and edits
     eval_temperature: float = 0.3
 
     def __post_init__(self) -> None:
