@@ -212,6 +212,31 @@ def bench_counting(
     _emit(figures, json_out)
 
 
+@bench_app.command("refinement")
+def bench_refinement(
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
+    model: Annotated[str, typer.Option(help="UMM folder (one that reads input images)")] = "models/shapes-umm",
+    split: Annotated[str, typer.Option(help="whose explicit prompts: train, val or heldout")] = "heldout",
+    prompts: Annotated[int, typer.Option(min=1, help="first images (a seeded sample of the split's prompts)")] = 300,
+    synthetic: Annotated[int, typer.Option(min=0, help="synthetic near misses per kind (0: skip that table)")] = 48,
+    cfg_scale: Annotated[float, typer.Option(help="guidance scale (the GRPO configs' is 5)")] = 5.0,
+) -> None:
+    """Which of a UMM's own mistakes does one refinement pass repair, under its own edit, the oracle's edit and
+    no edit ('keep the image'), from the same noise; and the same on synthetic near misses, per kind."""
+    from benchmarks.refinement import run
+
+    if split not in ("train", "val", "heldout"):
+        raise typer.BadParameter("--split must be train, val or heldout")
+    _logging("warning")
+    try:
+        figures = run(model, split, prompts, synthetic=synthetic, cfg_scale=cfg_scale, progress=not json_out)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(f"--model: {e}") from None
+    except ValueError as e:
+        raise typer.BadParameter(f"--model: {e}") from None
+    _emit(figures, json_out)
+
+
 @bench_app.command("load")
 def bench_load(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object as the last line")] = False,
@@ -319,6 +344,10 @@ def shapes_train_umm(
     image_patch: Annotated[int, typer.Option(help="patch size of the LM's input-image tokens (0: none)")] = 0,
     refine_batch: Annotated[int, typer.Option(help="refinement rows per step (near miss + edit -> repaired)")] = 0,
     refine_lm_weight: Annotated[float, typer.Option(help="weight of the edit-instruction LM loss")] = 0.0,
+    onpolicy_refine: Annotated[int, typer.Option(help="refinement rows per step from the model's own images, "
+                                                      "repaired by one edit (0: none)")] = 0,
+    onpolicy_pool: Annotated[int, typer.Option(help="images drawn for each pool of on-policy rows")] = 640,
+    onpolicy_every: Annotated[int, typer.Option(help="steps between redraws of the on-policy pool")] = 150,
     category_weight: Annotated[list[str] | None,
                                typer.Option(help="CATEGORY=W: draw the image rows' prompts of that category W times as "
                                                  "often (repeatable; e.g. counting=8; implicit=W weighs the "
@@ -333,10 +362,13 @@ def shapes_train_umm(
     recipe = UMMRecipe(seed=seed, minutes=minutes, batch=batch, lr=lr, plan_cond=plan_cond,
                        plan_lm_weight=plan_lm_weight,
                        fg_weight=fg_weight, distractors=distractors, image_patch=image_patch, refine_batch=refine_batch,
-                       refine_lm_weight=refine_lm_weight,
+                       refine_lm_weight=refine_lm_weight, onpolicy_refine=onpolicy_refine,
+                       onpolicy_pool=onpolicy_pool, onpolicy_every=onpolicy_every,
                        category_weights=_category_weights(category_weight or []))  # fmt: skip
-    if refine_batch and not image_patch:
+    if (refine_batch or onpolicy_refine) and not image_patch:
         raise typer.BadParameter("refinement needs the LM to see the image: give --image-patch (e.g. 8)")
+    if onpolicy_refine < 0 or onpolicy_pool < 1 or onpolicy_every < 1:
+        raise typer.BadParameter("--onpolicy-refine must be >= 0, --onpolicy-pool and --onpolicy-every >= 1")
     result = train_umm(recipe, Path(run_dir), Path(out or Path(run_dir) / "model"), resume=resume)
     typer.echo(json.dumps(result))
 

@@ -30,7 +30,7 @@ import torch
 from checkpoint import latest as latest_checkpoint
 from shapesworld.oracle import count_errors, evaluate
 from shapesworld.prompts import prompts, satisfying_scene
-from shapesworld.refine import EDIT_WORDS, near_miss
+from shapesworld.refine import EDIT_WORDS, near_miss, repair
 from shapesworld.verifier_recipe import build_tokenizer, checkpoint, restore, usable_cores
 from shapesworld.world import render
 from trainer.policies.tiny_umm import TinyUMM, TinyUMMConfig
@@ -68,6 +68,15 @@ class UMMRecipe:
     image_patch: int = 0  # > 0: the LM reads input images as patch tokens (needed for refinement)
     refine_batch: int = 0  # refinement rows per step: (near miss, "prompt <think> edit </think>") -> repaired scene
     refine_lm_weight: float = 0.0  # weight of the LM loss on the edit instruction (given image and prompt)
+    # on-policy refinement rows per step: the EMA model's own images of training prompts, each with the one edit
+    # that repairs it (``shapesworld.refine.repair``) and the repaired scene as the target; the pool of such rows is
+    # redrawn every ``onpolicy_every`` steps from ``onpolicy_pool`` images (the GRPO evaluation's sampler: 10 steps,
+    # guidance ``onpolicy_cfg``); rows that need no edit are at most ``onpolicy_keep`` of the pool
+    onpolicy_refine: int = 0
+    onpolicy_pool: int = 640
+    onpolicy_every: int = 150
+    onpolicy_cfg: float = 5.0
+    onpolicy_keep: float = 0.25
     # sampling weight of an explicit prompt by its category (absent: 1), e.g. {"counting": 8}; the training split is
     # 70 % position prompts and 4 % counting ones, so without it the base rarely sees a count
     category_weights: dict[str, float] | None = None
@@ -167,6 +176,8 @@ def refine_batch_of(rng: random.Random, specs, n: int, distractors: int | None =
     """``n`` refinement rows: the text ``prompt <think> edit </think>``, the near miss as the input image and
     the scene that satisfies the prompt as the target (``shapesworld.refine``)."""
     texts, inputs, targets = [], [], []
+    if n == 0:
+        return texts, torch.zeros(0, 3, 32, 32), torch.zeros(0, 3, 32, 32)
     while len(texts) < n:
         spec = rng.choice(specs)
         scene = satisfying_scene(spec, rng, distractors)
@@ -177,6 +188,38 @@ def refine_batch_of(rng: random.Random, specs, n: int, distractors: int | None =
         inputs.append(render(broken, 32))
         targets.append(render(scene, 32))
     return texts, to_tensor(inputs), to_tensor(targets)
+
+
+@torch.no_grad()
+def onpolicy_refine_pool(model: TinyUMM, tok, rng: random.Random, specs, recipe: UMMRecipe,
+                         generator: torch.Generator) -> tuple[list[tuple], dict]:
+    """Refinement rows from the model's own images: ``recipe.onpolicy_pool`` training prompts drawn uniformly
+    (as the GRPO runs and their evaluations draw), one image each (``recipe.onpolicy_cfg``, 10 ODE steps, as the GRPO
+    evaluation draws), judged by the oracle and repaired by one edit (``repair``); images no single edit
+    repairs are left out, and images that need none are capped at ``recipe.onpolicy_keep`` of the rows. Returns
+    the rows (text ``prompt <think> edit </think>``, input image, target) and the count of each kind."""
+    was_training = model.training
+    model.eval()
+    chosen = [rng.choice(specs) for _ in range(recipe.onpolicy_pool)]
+    rows, keep, kinds = [], [], {"unrepairable": 0}
+    for i in range(0, len(chosen), 32):
+        part = chosen[i : i + 32]
+        ids, mask = tokenize(tok, [s.text for s in part], recipe.max_tokens)
+        x = sample_images(model, model.encode(ids, mask), n_steps=10, shift=3.0, cfg_scale=recipe.onpolicy_cfg,
+                          generator=generator).images  # fmt: skip
+        for spec, xi, im in zip(part, x, to_images(x)):
+            got = repair(spec, evaluate(im, spec).detections, rng)
+            if got is None:
+                kinds["unrepairable"] += 1
+                continue
+            scene, edit, kind = got
+            kinds[kind] = kinds.get(kind, 0) + 1
+            row = (f"{spec.text} {THINK[0]} {edit} {THINK[1]}", xi.clone(), to_tensor([render(scene, 32)])[0])
+            (keep if kind == "keep" else rows).append(row)
+    cap = int(recipe.onpolicy_keep / (1 - recipe.onpolicy_keep) * len(rows)) if recipe.onpolicy_keep < 1 else len(keep)
+    rows += keep[:cap]
+    model.train(was_training)
+    return rows, kinds
 
 
 def continuation_loss(model: TinyUMM, ids: torch.Tensor, mask: torch.Tensor, start_id: int,
@@ -330,9 +373,18 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
     bar = tqdm(total=int(budget), initial=int(elapsed), unit="s", disable=not progress, desc="train-umm")
     last_eval_t = last_ckpt_t = elapsed
     log = open(run / "log.jsonl", "a")
+    pool, pool_step = [], None  # on-policy refinement rows (recipe.onpolicy_refine), drawn at the first step
     model.train()
     while elapsed < budget and step < recipe.max_steps:
         t0 = time.perf_counter()
+        if recipe.onpolicy_refine > 0 and (pool_step is None or step - pool_step >= recipe.onpolicy_every):
+            live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(ema)  # the pool shows the mistakes of the model that gets shipped
+            pool, kinds = onpolicy_refine_pool(model, tok, rng, specs, recipe,
+                                               torch.Generator().manual_seed(recipe.seed + 7919 * (step + 1)))
+            model.load_state_dict(live)
+            pool_step = step
+            log.write(json.dumps({"step": step, "t": round(elapsed, 1), "onpolicy_pool": kinds}) + "\n")
         texts, x0 = batch_of(rng, specs, recipe.batch, recipe.plan_cond, implicit, recipe.distractors,
                              recipe.category_weights)  # fmt: skip
         ids, mask = tokenize(tok, texts, max_tokens)
@@ -345,14 +397,19 @@ def train_umm(recipe: UMMRecipe, run: Path, out: Path | None, resume: bool = Fal
             lm_loss = plan_lm_loss(model, tok, rng, specs + implicit, recipe.plan_lm_batch, max_tokens)
             loss = loss + recipe.plan_lm_weight * lm_loss
         refine_loss = None
-        if recipe.refine_batch > 0:  # refinement rows: same flow loss, conditioned on the near miss too
+        if recipe.refine_batch > 0 or pool:  # refinement rows: same flow loss, conditioned on the input image too
             r_texts, r_in, r_x0 = refine_batch_of(rng, specs, recipe.refine_batch, recipe.distractors)
+            if pool:  # the model's own mistakes, repaired by one edit
+                picked = [rng.choice(pool) for _ in range(recipe.onpolicy_refine)]
+                r_texts = r_texts + [p[0] for p in picked]
+                r_in = torch.cat([r_in, torch.stack([p[1] for p in picked])])
+                r_x0 = torch.cat([r_x0, torch.stack([p[2] for p in picked])])
             r_ids, r_mask = tokenize(tok, r_texts, max_tokens)
-            r_drop = torch.rand(recipe.refine_batch, generator=gen) < recipe.drop_cond
+            r_drop = torch.rand(len(r_texts), generator=gen) < recipe.drop_cond
             r_weight = 1 + recipe.fg_weight * foreground(torch.minimum(r_x0, r_in)) if recipe.fg_weight > 0 else None
             refine_loss = model.flow_loss(r_x0, model.encode(r_ids, r_mask, r_in), drop_cond=r_drop, generator=gen,
                                           weight=r_weight)  # fmt: skip
-            loss = loss + recipe.refine_batch / recipe.batch * refine_loss
+            loss = loss + len(r_texts) / recipe.batch * refine_loss
             if recipe.refine_lm_weight > 0:
                 edit_loss = continuation_loss(model, r_ids, r_mask, tok.convert_tokens_to_ids(THINK[0]), r_in)
                 loss = loss + recipe.refine_lm_weight * edit_loss

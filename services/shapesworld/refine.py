@@ -14,6 +14,13 @@ The broken scene keeps every other object where it was, so the repaired image is
 edit: the refinement target of the UMM's pretraining (``recipes/umm.py``), whose language model learns to
 write the instruction after ``<think>`` from the image and whose image head learns to apply it. The
 instruction is the critique and the edit in one line; the paper's policy writes a free-form critique first.
+
+``repair(spec, detections, rng)`` goes the other way, for the generator's *own* images: from what the oracle
+detects in a generated image it builds the scene that one edit of the same kinds makes true of the prompt (or
+None when no single edit does), so refinement can also be pretrained on the mistakes the generator really
+makes (``train-umm --onpolicy-refine``), not only on synthetic ones: on the step-8,923 base the image head
+applied a "move" to 4 % of synthetic near misses and a gold edit fixed 16 of its own 186 wrong images
+(BENCHMARKS.md, refinement section).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+from shapesworld.oracle import Detection, evaluate
 from shapesworld.prompts import PromptSpec, Requirement, _relation_ok
 from shapesworld.world import COLOURS, SHAPES, Obj, Scene, fits, place
 
@@ -120,3 +128,78 @@ def _move(spec, objs, rng):
 
 
 _BREAK = {"recolour": _recolour, "reshape": _reshape, "drop": _drop, "extra": _extra, "move": _move}
+
+
+def _holds(spec: PromptSpec, objs: list[Obj]) -> bool:
+    """The oracle's verdict on a scene given as objects (what it would detect in a clean render)."""
+    return evaluate(None, spec, detections=[Detection(o.shape, o.colour, o.size, o.x, o.y, 0.0) for o in objs]).correct
+
+
+def _placed(spec: PromptSpec, q: Requirement, objs: list[Obj], colour: str, size: str, rng: random.Random,
+            tries: int = 20) -> list[Obj] | None:  # fmt: skip
+    """``objs`` plus one object for requirement ``q`` at a free spot where the prompt then holds."""
+    for _ in range(tries):
+        o = place(rng, q.shape, colour, size, objs)
+        if o is not None and _holds(spec, [*objs, o]):
+            return [*objs, o]
+    return None
+
+
+def repair(spec: PromptSpec, detections: list, rng: random.Random) -> tuple[Scene, str, str] | None:
+    """(repaired scene, instruction, kind) for a generated image, from the oracle's ``detections`` of it: the
+    detected objects with exactly one edit (a kind of ``near_miss``'s) after which the oracle judges the prompt
+    true; ``keep`` when it already is; None when no single edit does (several mistakes, a crowded image).
+    Objects the edit does not touch stay where they were detected."""
+    objs = [Obj(d.shape, d.colour, d.size, d.x, d.y) for d in detections]
+    if _holds(spec, objs):
+        return Scene(objs), KEEP, "keep"
+    for q in spec.requirements:
+        have = [i for i, o in enumerate(objs) if _matches(o, q) and (q.size is None or o.size == q.size)]
+        size = q.size or rng.choice(["small", "large"])
+        if len(have) < q.count:
+            others = [i for i in range(len(objs)) if i not in have]
+            if q.colour is not None:  # recolour: an object of the right shape has the wrong colour
+                for i in others:
+                    if objs[i].shape == q.shape:
+                        out = objs[:i] + [replace(objs[i], colour=q.colour)] + objs[i + 1 :]
+                        if _holds(spec, out):
+                            return Scene(out), f"make the {q.shape} {q.colour}", "recolour"
+            for i in others:  # reshape: an object of the right colour (or any, unqualified) has the wrong shape
+                o = objs[i]
+                if q.colour in (None, o.colour) and o.shape != q.shape:
+                    cand = replace(o, shape=q.shape)
+                    out = objs[:i] + [cand] + objs[i + 1 :]
+                    if fits(cand, objs[:i] + objs[i + 1 :]) and _holds(spec, out):
+                        was = _noun(replace(q, shape=o.shape, colour=o.colour))
+                        return Scene(out), f"turn the {was} into a {q.shape}", "reshape"
+            if len(have) == q.count - 1:  # drop: one object is missing
+                out = _placed(spec, q, objs, q.colour or rng.choice(list(COLOURS)), size, rng)
+                if out is not None:
+                    noun = _noun(q)
+                    return Scene(out), (f"add one {q.shape}" if q.count > 1
+                                        else f"add {'an' if noun[0] in 'aeiou' else 'a'} {noun}"), "drop"  # fmt: skip
+            return None
+        if q.exact and len(have) == q.count + 1:  # extra: one object too many
+            for i in have:
+                out = objs[:i] + objs[i + 1 :]
+                if _holds(spec, out):
+                    return Scene(out), f"remove one {q.shape}", "extra"
+            return None
+    for q in spec.requirements:  # every count holds: a relation is violated
+        if q.position is None:
+            continue
+        rel, ref_i = q.position
+        ref = spec.requirements[ref_i]
+        for j, o in enumerate(objs):
+            if not _matches(o, q):
+                continue
+            rest = objs[:j] + objs[j + 1 :]
+            for b in (x for x in rest if _matches(x, ref)):
+                horizontal = rel in ("left of", "right of")
+                moved = replace(o, x=2 * b.x - o.x) if horizontal else replace(o, y=2 * b.y - o.y)
+                if fits(moved, rest) and _holds(spec, rest + [moved]):
+                    return Scene(rest + [moved]), f"move the {q.shape} {rel} the {ref.shape}", "move"
+            out = _placed(spec, replace(q, position=None), rest, o.colour, o.size, rng)
+            if out is not None:
+                return Scene(out), f"move the {q.shape} {rel} the {ref.shape}", "move"
+    return None

@@ -249,3 +249,32 @@ def test_eval_umm_sweeps_guidance_on_the_same_prompts_and_noises():
     alone = evaluate_folder(folder, "train", 12, (5.0,), n_steps=6)
     assert both["cfg_5"] == alone["cfg_5"] and both["prompts"] == 12 and both["split"] == "train"
     assert both["cfg_1"]["atom_accuracy"] != both["cfg_5"]["atom_accuracy"]
+
+
+def test_onpolicy_refinement_rows_come_from_the_models_own_images(tmp_path):
+    """``onpolicy_refine``: the pool is the (EMA) model's own images of training prompts, each row the image, the
+    edit that repairs it and the repaired scene; every image drawn is accounted for by kind, rows that need no
+    edit are capped, and a run logs each redraw of the pool."""
+    import random
+
+    from recipes.umm import onpolicy_refine_pool
+    from shapesworld.oracle import evaluate
+    from shapesworld.prompts import prompts
+
+    recipe = UMMRecipe(image_patch=8, onpolicy_refine=2, onpolicy_pool=24, onpolicy_every=2, onpolicy_keep=0.25,
+                       **TINY)  # fmt: skip
+    tok = umm_tokenizer()
+    model = build(recipe, tok)
+    specs = [p for p in prompts("train") if p.category == "single_object"]  # a blank image is one "add" away
+    rows, kinds = onpolicy_refine_pool(model, tok, random.Random(0), specs, recipe, torch.Generator().manual_seed(0))
+    assert sum(kinds.values()) == 24 and kinds.get("drop", 0) > 0
+    by_text = {s.text: s for s in specs}
+    n_keep = sum(" <think> keep the image </think>" in r[0] for r in rows)
+    assert n_keep <= 0.25 / 0.75 * (len(rows) - n_keep)
+    for text, x_in, x_target in rows:
+        prompt, edit = text.split(" <think> ")
+        assert edit.endswith(" </think>") and x_in.shape == x_target.shape == (3, 32, 32)
+        assert evaluate(to_images(x_target[None])[0], by_text[prompt]).correct  # the target is the repair
+    train_umm(recipe.__class__(**{**recipe.__dict__, "max_steps": 3}), tmp_path / "run", None, progress=False)
+    pools = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if "onpolicy_pool" in x]
+    assert pools and all(sum(p["onpolicy_pool"].values()) == 24 for p in pools)
