@@ -230,9 +230,7 @@ def bench_refinement(
     _logging("warning")
     try:
         figures = run(model, split, prompts, synthetic=synthetic, cfg_scale=cfg_scale, progress=not json_out)
-    except FileNotFoundError as e:
-        raise typer.BadParameter(f"--model: {e}") from None
-    except ValueError as e:
+    except (FileNotFoundError, ValueError) as e:  # no such folder, not a UMM, a UMM that cannot read images
         raise typer.BadParameter(f"--model: {e}") from None
     _emit(figures, json_out)
 

@@ -8,9 +8,13 @@ prompt's explicit resolution, and implicit training prompts join the image rows 
 ``plan_lm_weight`` > 0 the language model also learns to write the plan after ``<think>`` (cross-entropy on the
 plan's tokens), so the reasoning trainer starts from a policy that plans. The text model trains end to end with the
 image loss. ``category_weights`` draws the explicit prompts of the image rows by category (the plan-LM and
-refinement rows stay uniform). An EMA of the weights (decay 0.999) is what gets evaluated and shipped. Evaluation:
-a fixed set of held-out explicit prompts, one image each from a fixed noise with the ODE sampler (guidance 3),
-judged by the ShapesWorld oracle, per GenEval category.
+refinement rows stay uniform). Refinement (``image_patch`` > 0): ``refine_batch`` rows per step of synthetic near
+misses with their gold edit (``shapesworld.refine.near_miss``), and with ``onpolicy_refine`` rows of the model's own
+images, each with the one edit that repairs it (``shapesworld.refine.repair``, from the oracle's detections), redrawn
+from the EMA every ``onpolicy_every`` steps: the synthetic rows alone taught an image head that ignores the edit on its
+own images (``alphagrpo bench refinement``). An EMA of the weights (decay 0.999) is what gets evaluated and
+shipped. Evaluation: a fixed set of held-out explicit prompts, one image each from a fixed noise with the ODE
+sampler (guidance 3), judged by the ShapesWorld oracle, per GenEval category.
 
 Recipes import the world and the model classes; nothing imports recipes (README, layout).
 """

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from recipes.umm import UMMRecipe
 
-TEMPLATE = """# shapes-umm: a tiny AR-diffusion unified multimodal model for ShapesWorld
+TEMPLATE = """# {name}: a tiny AR-diffusion unified multimodal model for ShapesWorld
 
-The base policy that `alphagrpo train` (GRPO), `alphagrpo demo` and `alphagrpo generate` use by default. A real
+{role} A real
 `Qwen2ForCausalLM` ({lm_params:,} parameters, word-level vocabulary of {vocab} tokens) whose hidden states
 condition a diffusers `UNet2DConditionModel` flow-matching head ({unet_params:,} parameters) in pixel space at
 32x32, {params:,} parameters in all ({size_mb:.1f} MB of float32 safetensors), trained **from scratch on a 2-core
@@ -38,8 +38,8 @@ guidance {cfg:g}, fixed noise):
 | accuracy (GenEval-style, every atom of the prompt right) | {accuracy:.3f} (standard error {stderr:.3f}) |
 | atom accuracy | {atom_accuracy:.3f} |
 {per_category}{refined_row}
-The held-out explicit prompts are mostly position prompts (365 of 500), so overall accuracy is close to
-position accuracy. A GRPO base should leave room to improve (the trainer issue asks for 20-60 %).
+The held-out explicit prompts are mostly position prompts ({n_position} of {n_prompts}), so overall accuracy is close
+to position accuracy. A GRPO base should leave room to improve (the trainer issue asks for 20-60 %).
 
 ## Recipe
 
@@ -94,10 +94,16 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
                      f"training implicit prompts and {ev['plan_exact_heldout']:.0%} of the held-out ones.")  # fmt: skip
     refine_line = ""
     if model.cfg.image_patch:
+        own = (" and, with `onpolicy_refine` in the recipe below, on its own images repaired by one edit (`repair`)"
+               if recipe.get("onpolicy_refine") else "")  # fmt: skip
         refine_line = ("* Refinement: its language model reads an input image as patch tokens and writes an edit after "
                        "`prompt <think>` (\"make the square blue\"); the U-Net redraws conditioned on prompt, edit and "
                        "the old image (pretrained on near misses with their gold edit, "
-                       "`shapesworld/refine.py`).\n")  # fmt: skip
+                       f"`shapesworld/refine.py`{own}).\n")  # fmt: skip
+    role = ("The base policy that `alphagrpo train` (GRPO), `alphagrpo demo` and `alphagrpo generate` use by default."
+            if folder.name == "shapes-umm" else
+            "A model of the `shapes-umm` family (the recipe below says how this one was trained); "
+            "`model_path` in a training config or `--model` picks it.")  # fmt: skip
     lines, previous = [], None
     if history_path is not None and Path(history_path).exists():
         defaults = asdict(UMMRecipe())
@@ -113,6 +119,7 @@ def write_card(folder: Path, history_path: Path | None = None) -> Path:
             lines.append(f"* from step {h['from_step']:,}: " + (listed or "the defaults of `UMMRecipe`"))
     size = (folder / "model.safetensors").stat().st_size / 2**20
     text = TEMPLATE.format(
+        name=folder.name, role=role, n_position=counts["position"],
         lm_params=_params(model, "lm."), unet_params=_params(model, "unet."),
         params=sum(p.numel() for p in model.parameters()),
         vocab=model.cfg.vocab_size, size_mb=size, train_minutes=card["train_seconds"] / 60, steps=card["steps"],

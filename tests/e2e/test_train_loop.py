@@ -470,6 +470,9 @@ def test_shapes_task_logs_oracle_and_verifier_side_by_side(verifier_url, tmp_pat
     assert reflect.reflect.enabled and reflect.reflect.rectify and not norect.reflect.rectify
     assert _blank(reflect, "reflect", "rectify") == _blank(norect, "reflect", "rectify")
     assert reflect.run.run_dir != norect.run.run_dir
+    from trainer.policies.tiny_umm import TinyUMM
+
+    assert TinyUMM.load(reflect.model_path).cfg.image_patch > 0  # the shipped model they name reads images
 
 
 def _blank(cfg: TrainConfig, section: str, field: str) -> dict:
