@@ -7,7 +7,8 @@ GRPO configs' guidance, as the evaluation draws), and classifies each by the one
 ``drop``, ``extra``, ``move``, or ``unrepairable`` when no single edit does). It then refines every first image
 three times from the **same noise**, under three edit texts:
 
-* ``model``: the edit the model writes itself after ``<think>`` (as the evaluation refines);
+* ``model``: the edit the model writes itself after ``<think>`` (sampled as the evaluation samples it, temperature
+  0.3; the redraw then reads ``prompt <think> edit </think>`` right-padded, as all three texts do);
 * ``gold``: the edit ``repair`` names (``keep the image`` for right and unrepairable images);
 * ``keep``: ``keep the image`` for every image, i.e. a redraw conditioned on the old image that asks for nothing.
 

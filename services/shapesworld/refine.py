@@ -18,9 +18,9 @@ instruction is the critique and the edit in one line; the paper's policy writes 
 ``repair(spec, detections, rng)`` goes the other way, for the generator's *own* images: from what the oracle
 detects in a generated image it builds the scene that one edit of the same kinds makes true of the prompt (or
 None when no single edit does), so refinement can also be pretrained on the mistakes the generator really
-makes (``train-umm --onpolicy-refine``), not only on synthetic ones: on the step-8,923 base the image head
-applied a "move" to 4 % of synthetic near misses and a gold edit fixed 16 of its own 186 wrong images
-(BENCHMARKS.md, refinement section).
+makes (``train-umm --onpolicy-refine``), not only on synthetic ones: on the step-8,923 base a gold "move"
+repaired 1 of 46 of its own images and 0 of 48 synthetic near misses, and its own images refined no better under
+the gold edit than under "keep the image" (``alphagrpo bench refinement``; BENCHMARKS.md, refinement section).
 """
 
 from __future__ import annotations
